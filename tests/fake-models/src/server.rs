@@ -1,0 +1,446 @@
+//! The HTTP servers.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::directives::{Directives, parse_directives, reply_deltas};
+use crate::record::{RecordedRequest, Vendor};
+
+type Log = Arc<Mutex<Vec<RecordedRequest>>>;
+
+#[derive(Clone)]
+struct AppState {
+    vendor: Vendor,
+    log: Log,
+}
+
+/// A fake model server listening on 127.0.0.1. Stops when dropped.
+pub struct FakeServer {
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub base_url: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Which API it imitates.
+    pub vendor: Vendor,
+    log: Log,
+    task: JoinHandle<()>,
+}
+
+impl FakeServer {
+    /// A fake Anthropic Messages API on a free port.
+    pub async fn anthropic() -> FakeServer {
+        Self::start(Vendor::Anthropic, 0).await.expect("bind 127.0.0.1:0")
+    }
+
+    /// A fake Gemini API on a free port.
+    pub async fn gemini() -> FakeServer {
+        Self::start(Vendor::Gemini, 0).await.expect("bind 127.0.0.1:0")
+    }
+
+    /// A fake server for `vendor` on 127.0.0.1:`port` (`0` = a free port).
+    pub async fn start(vendor: Vendor, port: u16) -> std::io::Result<FakeServer> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let addr = listener.local_addr()?;
+        let log: Log = Arc::default();
+        let state = AppState { vendor, log: log.clone() };
+        let app = Router::new().fallback(handle).with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeServer { base_url: format!("http://{addr}"), addr, vendor, log, task })
+    }
+
+    /// Every request that reached the server, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The conversation requests only (see [`RecordedRequest::is_side_request`]).
+    pub fn chat_requests(&self) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(|r| !r.is_side_request()).collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    /// Waits until at least `n` chat requests were recorded, or `timeout` passed; returns
+    /// the chat requests seen so far either way.
+    pub async fn wait_for_chat_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let reqs = self.chat_requests();
+            if reqs.len() >= n || tokio::time::Instant::now() >= deadline {
+                return reqs;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(State(st): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/_fake/requests" {
+        let mut log = st.log.lock().unwrap();
+        let list: Vec<Value> = log.iter().map(RecordedRequest::to_json).collect();
+        if parts.method == axum::http::Method::DELETE {
+            log.clear();
+        }
+        return json_response(StatusCode::OK, Value::Array(list));
+    }
+    let bytes = to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let rec = RecordedRequest {
+        vendor: st.vendor,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(String::from),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    };
+    st.log.lock().unwrap().push(rec.clone());
+    match st.vendor {
+        Vendor::Anthropic => anthropic(&rec),
+        Vendor::Gemini => gemini(&rec),
+    }
+}
+
+/// Rough token estimate used for the fake usage numbers.
+fn tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4).max(1)
+}
+
+fn prompt_chars(rec: &RecordedRequest) -> usize {
+    rec.system_text().len() + rec.messages().iter().map(|(_, t)| t.len()).sum::<usize>()
+}
+
+/// What to stream: directives (ignored for side requests) and the deltas.
+fn plan(rec: &RecordedRequest) -> (Directives, Vec<String>) {
+    let text = rec.last_user_text();
+    let d = if rec.is_side_request() { Directives::default() } else { parse_directives(&text) };
+    let deltas = reply_deltas(&text, &d);
+    (d, deltas)
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Streams `head`, then `deltas` (with `delay` between them), then `tail`. With `stall`
+/// or `drop`, stops after `head` and the first of `cut_deltas`, then hangs or aborts.
+struct StreamPlan {
+    head: Vec<Bytes>,
+    deltas: Vec<Bytes>,
+    cut_first: Bytes,
+    tail: Vec<Bytes>,
+    delay: Option<Duration>,
+    stall: bool,
+    drop: bool,
+}
+
+fn sse_response(p: StreamPlan) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        for b in p.head {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        if p.stall || p.drop {
+            if tx.send(Ok(p.cut_first)).await.is_err() {
+                return;
+            }
+            if p.drop {
+                let _ = tx.send(Err(std::io::Error::other("fake drop"))).await;
+            } else {
+                // Hold the stream open until the client goes away.
+                tx.closed().await;
+            }
+            return;
+        }
+        for (i, b) in p.deltas.into_iter().enumerate() {
+            if i > 0
+                && let Some(d) = p.delay
+            {
+                tokio::time::sleep(d).await;
+            }
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+        for b in p.tail {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+// ---------------------------------------------------------------- Anthropic
+
+fn anthropic(rec: &RecordedRequest) -> Response {
+    match (rec.method.as_str(), rec.path.as_str()) {
+        ("POST", "/v1/messages") => anthropic_messages(rec),
+        ("POST", "/v1/messages/count_tokens") => {
+            json_response(StatusCode::OK, json!({"input_tokens": tokens(prompt_chars(rec))}))
+        }
+        _ => anthropic_error(404, "not_found_error", "Not found", None),
+    }
+}
+
+fn anthropic_error(status: u16, kind: &str, message: &str, extra: Option<Vec<(&'static str, String)>>) -> Response {
+    let mut resp = json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        json!({"type": "error", "error": {"type": kind, "message": message},
+               "request_id": "req_fake"}),
+    );
+    for (k, v) in extra.unwrap_or_default() {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+fn anthropic_status(status: u16) -> Response {
+    match status {
+        429 => {
+            let reset = (now_epoch() + 3600).to_string();
+            anthropic_error(
+                429,
+                "rate_limit_error",
+                "This request would exceed your account's rate limit. Please try again later.",
+                Some(vec![
+                    ("anthropic-ratelimit-unified-status", "rejected".into()),
+                    ("anthropic-ratelimit-unified-reset", reset),
+                    ("anthropic-ratelimit-unified-representative-claim", "five_hour".into()),
+                    ("retry-after", "3600".into()),
+                ]),
+            )
+        }
+        401 => anthropic_error(401, "authentication_error", "Invalid bearer token", None),
+        403 => anthropic_error(403, "permission_error", "Forbidden", None),
+        400 => anthropic_error(400, "invalid_request_error", "Bad request", None),
+        529 => anthropic_error(529, "overloaded_error", "Overloaded", None),
+        s => anthropic_error(s, "api_error", "Internal server error", None),
+    }
+}
+
+fn anthropic_messages(rec: &RecordedRequest) -> Response {
+    let (d, mut deltas) = plan(rec);
+    if let Some(s) = d.status {
+        return anthropic_status(s);
+    }
+    if let Some(schema) = rec.output_schema() {
+        deltas = vec![json_answer(schema)];
+    }
+    let model = rec.model().unwrap_or_else(|| "claude-fake".into());
+    let id = format!("msg_fake{:x}", now_nanos());
+    let input_tokens = tokens(prompt_chars(rec));
+    let output_tokens = if d.words.is_some() {
+        deltas.len() as u64
+    } else {
+        tokens(deltas.concat().len())
+    };
+    if !rec.is_streaming() {
+        return json_response(
+            StatusCode::OK,
+            json!({"id": id, "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": deltas.concat()}],
+                   "stop_reason": "end_turn", "stop_sequence": null,
+                   "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}),
+        );
+    }
+    let ev = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let head = vec![
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": id, "type": "message",
+                "role": "assistant", "model": model, "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": input_tokens,
+                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+                   "content_block": {"type": "text", "text": ""}}),
+        ),
+        ev("ping", json!({"type": "ping"})),
+    ];
+    let delta = |t: &str| {
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "text_delta", "text": t}}),
+        )
+    };
+    let cut_first = delta(&deltas[0]);
+    let tail = vec![
+        ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        ev(
+            "message_delta",
+            json!({"type": "message_delta",
+                   "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}),
+        ),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ];
+    let mut resp = sse_response(StreamPlan {
+        head,
+        deltas: deltas.iter().map(|t| delta(t)).collect(),
+        cut_first,
+        tail,
+        delay: d.delay,
+        stall: d.stall,
+        drop: d.drop,
+    });
+    resp.headers_mut().insert("request-id", HeaderValue::from_static("req_fake"));
+    resp
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- Gemini
+
+fn gemini_error(status: u16, gstatus: &str, message: &str) -> Response {
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        json!({"error": {"code": status, "message": message, "status": gstatus}}),
+    )
+}
+
+fn gemini_status(status: u16) -> Response {
+    match status {
+        429 => gemini_error(
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Resource has been exhausted (e.g. check quota).",
+        ),
+        401 => gemini_error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        ),
+        403 => gemini_error(403, "PERMISSION_DENIED", "The caller does not have permission"),
+        400 => gemini_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
+        503 | 529 => {
+            gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+        }
+        s => gemini_error(s, "INTERNAL", "An internal error has occurred."),
+    }
+}
+
+fn gemini(rec: &RecordedRequest) -> Response {
+    if rec.method != "POST" {
+        return gemini_error(404, "NOT_FOUND", "Not found");
+    }
+    match rec.gemini_method() {
+        Some("streamGenerateContent" | "generateContent") => gemini_generate(rec),
+        Some("countTokens") => {
+            json_response(StatusCode::OK, json!({"totalTokens": tokens(prompt_chars(rec))}))
+        }
+        Some("embedContent") => {
+            json_response(StatusCode::OK, json!({"embedding": {"values": [0.0, 0.0, 0.0]}}))
+        }
+        _ => gemini_error(404, "NOT_FOUND", "Not found"),
+    }
+}
+
+fn gemini_generate(rec: &RecordedRequest) -> Response {
+    let (d, mut deltas) = plan(rec);
+    if let Some(s) = d.status {
+        return gemini_status(s);
+    }
+    let model = rec.model().unwrap_or_else(|| "gemini-fake".into());
+    // Helper calls that ask for JSON (next-speaker check, model routing) get a JSON answer.
+    if let Some(schema) = rec.output_schema() {
+        deltas = vec![json_answer(schema)];
+    }
+    let prompt = tokens(prompt_chars(rec));
+    let output = if d.words.is_some() {
+        deltas.len() as u64
+    } else {
+        tokens(deltas.concat().len())
+    };
+    let id = format!("fake{:x}", now_nanos());
+    let chunk = |text: &str, finish: bool| -> Value {
+        let mut cand = json!({"content": {"role": "model", "parts": [{"text": text}]}, "index": 0});
+        if finish {
+            cand["finishReason"] = json!("STOP");
+        }
+        json!({"candidates": [cand],
+               "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": output,
+                                 "totalTokenCount": prompt + output},
+               "modelVersion": model, "responseId": id})
+    };
+    if !rec.is_streaming() {
+        return json_response(StatusCode::OK, chunk(&deltas.concat(), true));
+    }
+    let sse = |v: Value| Bytes::from(format!("data: {v}\r\n\r\n"));
+    let n = deltas.len();
+    let frames = deltas.iter().enumerate().map(|(i, t)| sse(chunk(t, i + 1 == n))).collect();
+    sse_response(StreamPlan {
+        head: vec![],
+        deltas: frames,
+        cut_first: sse(chunk(&deltas[0], false)),
+        tail: vec![],
+        delay: d.delay,
+        stall: d.stall,
+        drop: d.drop,
+    })
+}
+
+/// A plausible JSON answer for the CLIs' structured helper calls (claude's session title,
+/// gemini's next-speaker check and model router); `{}` for unknown schemas.
+fn json_answer(schema: &Value) -> String {
+    let props = schema.get("properties").cloned().unwrap_or(Value::Null);
+    if props.get("title").is_some() {
+        return json!({"title": "Fake session title"}).to_string();
+    }
+    if props.get("next_speaker").is_some() {
+        return json!({"reasoning": "The model answered; the user speaks next.",
+                      "next_speaker": "user"})
+        .to_string();
+    }
+    if props.get("model_choice").is_some() {
+        return json!({"reasoning": "simple", "model_choice": "flash"}).to_string();
+    }
+    "{}".to_string()
+}
