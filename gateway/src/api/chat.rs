@@ -1,0 +1,168 @@
+//! `POST /v1/chat/completions`, plain and streaming.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt, stream};
+
+use super::AppState;
+use super::error::{ApiError, created_now};
+use super::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
+    OutputMessage, UsageOut,
+};
+use crate::provider::{ChatEvent, ProviderError, Usage};
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let conversation = request.conversation()?;
+    let model = state.chat.resolve(&request.model)?;
+    let mut events = state
+        .chat
+        .chat(&model, conversation.system, conversation.messages);
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = created_now();
+
+    // The first event decides the status: a usage limit, a login failure or a full pool becomes
+    // a proper HTTP error even for a streaming request.
+    let first = events
+        .next()
+        .await
+        .unwrap_or_else(|| Err(stream_ended(&model.provider)))?;
+
+    if !request.stream {
+        let mut content = String::new();
+        let mut usage = None;
+        let mut next = Some(Ok(first));
+        while let Some(event) = next {
+            match event? {
+                ChatEvent::Delta(text) => content.push_str(&text),
+                ChatEvent::Done { usage: u } => {
+                    usage = u;
+                    break;
+                }
+            }
+            next = events.next().await;
+            if next.is_none() {
+                return Err(stream_ended(&model.provider).into());
+            }
+        }
+        return Ok(Json(ChatCompletion {
+            id,
+            object: "chat.completion",
+            created,
+            model: model.id(),
+            choices: vec![Choice {
+                index: 0,
+                message: OutputMessage {
+                    role: "assistant",
+                    content,
+                },
+                finish_reason: "stop",
+            }],
+            usage: usage.unwrap_or_default().into(),
+        })
+        .into_response());
+    }
+
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+    let chunks = sse_chunks(
+        ChunkMeta {
+            id,
+            created,
+            model: model.id(),
+        },
+        stream::iter([Ok(first)]).chain(events),
+        include_usage,
+    );
+    Ok(Sse::new(chunks)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn stream_ended(provider: &str) -> ProviderError {
+    ProviderError::Crashed {
+        provider: provider.to_string(),
+        detail: "the event stream ended without a result".into(),
+    }
+}
+
+struct ChunkMeta {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl ChunkMeta {
+    fn chunk(&self, delta: Delta, finish: Option<&'static str>) -> Event {
+        self.event(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+            }],
+            usage: None,
+        })
+    }
+
+    fn usage_chunk(&self, usage: Usage) -> Event {
+        self.event(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![],
+            usage: Some(UsageOut::from(usage)),
+        })
+    }
+
+    fn event(&self, chunk: &ChatCompletionChunk) -> Event {
+        Event::default().data(serde_json::to_string(chunk).expect("chunks serialise"))
+    }
+}
+
+/// OpenAI's chunk sequence: the role first, content deltas, a final chunk with `finish_reason`,
+/// the usage chunk when asked for, then `[DONE]`. A failure midway ends the stream with an
+/// error event (and no `[DONE]`), as OpenAI does.
+fn sse_chunks(
+    meta: ChunkMeta,
+    mut events: impl Stream<Item = Result<ChatEvent, ProviderError>> + Send + Unpin + 'static,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    async_stream::stream! {
+        yield Ok(meta.chunk(Delta { role: Some("assistant"), content: Some(String::new()) }, None));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(ChatEvent::Delta(text)) => {
+                    yield Ok(meta.chunk(Delta { role: None, content: Some(text) }, None));
+                }
+                Ok(ChatEvent::Done { usage }) => {
+                    yield Ok(meta.chunk(Delta::default(), Some("stop")));
+                    if include_usage {
+                        yield Ok(meta.usage_chunk(usage.unwrap_or_default()));
+                    }
+                    yield Ok(Event::default().data("[DONE]"));
+                    return;
+                }
+                Err(e) => {
+                    let error = ApiError::from(e);
+                    yield Ok(Event::default().data(error.body().to_string()));
+                    return;
+                }
+            }
+        }
+        let error = ApiError::from(stream_ended(&meta.model));
+        yield Ok(Event::default().data(error.body().to_string()));
+    }
+}

@@ -1,0 +1,118 @@
+//! Providers answered in this process, by pools of CLI subprocesses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::{Backend, ChatRequest, Limits, ProviderInfo};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::provider::{ChatEvent, ProviderError};
+use crate::runtime::{HealthState, Launcher, Pool};
+
+pub struct LocalBackend {
+    pools: BTreeMap<String, Arc<Pool>>,
+}
+
+impl LocalBackend {
+    /// Builds a pool per enabled provider. Pools start their warm processes on `start`.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> LocalBackend {
+        let pools = config
+            .providers
+            .iter()
+            .filter(|(_, p)| p.enabled)
+            .map(|(name, p)| {
+                let launcher = Launcher {
+                    adapter: p.kind.adapter(),
+                    command: resolve_command(&p.command),
+                    configured_env: p.env.clone(),
+                    scratch_root: config.scratch_dir.clone(),
+                };
+                let pool = Pool::new(name.clone(), p.clone(), launcher, metrics.clone());
+                (name.clone(), pool)
+            })
+            .collect();
+        LocalBackend { pools }
+    }
+
+    pub fn start(&self) {
+        for pool in self.pools.values() {
+            pool.start();
+        }
+    }
+}
+
+/// A bare command name is looked up on PATH once, so logs and errors show what runs.
+fn resolve_command(command: &Path) -> PathBuf {
+    if command.components().count() > 1 {
+        return command.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(command))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| command.to_path_buf())
+}
+
+impl Backend for LocalBackend {
+    fn providers(&self) -> Vec<ProviderInfo> {
+        self.pools
+            .values()
+            .map(|pool| {
+                let cfg = pool.config();
+                let health = pool.health();
+                let status = pool.status();
+                let serving = health.is_serving();
+                ProviderInfo {
+                    name: pool.name().to_string(),
+                    kind: cfg.kind,
+                    models: cfg.models.clone(),
+                    default_model: cfg.default_model.clone(),
+                    health: health.state,
+                    limited_until: health
+                        .limited_until
+                        .filter(|_| health.state == HealthState::UsageLimited),
+                    last_error: health.last_error.clone(),
+                    ready_workers: if serving {
+                        status.max_concurrency - status.busy
+                    } else {
+                        0
+                    },
+                    pool: status,
+                    limits: Limits {
+                        max_concurrency: cfg.max_concurrency,
+                        max_queue: cfg.max_queue,
+                        request_timeout_secs: cfg.request_timeout_secs,
+                        idle_timeout_secs: cfg.idle_timeout_secs,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn chat(&self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
+        match self.pools.get(&request.provider) {
+            Some(pool) => {
+                let profile = pool.profile(&request.model, request.system);
+                pool.chat(profile, request.messages)
+            }
+            None => stream::once(async move {
+                Err(ProviderError::Spawn {
+                    provider: request.provider,
+                    detail: "no such provider".into(),
+                })
+            })
+            .boxed(),
+        }
+    }
+
+    fn shutdown(&self) {
+        for pool in self.pools.values() {
+            pool.shutdown();
+        }
+    }
+}

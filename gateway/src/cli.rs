@@ -1,0 +1,65 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llm-mcp-hub",
+    version,
+    about = "Serve your Claude and Gemini subscriptions, through their own CLIs, as an OpenAI-compatible API",
+    long_about = "Serve your Claude and Gemini subscriptions, through their own CLIs, as an \
+                  OpenAI-compatible API.\n\nSettings come from built-in defaults, then the \
+                  --config TOML file, then LLM_MCP_HUB_* environment variables (nested keys \
+                  joined by '__', e.g. LLM_MCP_HUB_PROVIDERS__CLAUDE__MAX_CONCURRENCY=8), then \
+                  flags."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole hub in one process: REST API and providers in-process.
+    Serve(ServeArgs),
+    /// Print the effective configuration (defaults, file, environment and flags merged) as TOML.
+    Config(ServeArgs),
+}
+
+#[derive(Debug, Args, Serialize)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, short, env = "LLM_MCP_HUB_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}

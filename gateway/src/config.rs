@@ -1,0 +1,261 @@
+//! Hub configuration: built-in defaults, then a TOML file, then `LLM_MCP_HUB_*` environment
+//! variables, then command-line flags; later sources win.
+//!
+//! Every limit the hub enforces (sizes, timeouts, concurrency) is a field here.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::provider::ProviderKind;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// On SIGTERM: how long in-flight requests may go on before they are cancelled.
+    pub shutdown_grace_secs: u64,
+    /// Where CLI processes get their private scratch directories (system temp dir if unset).
+    pub scratch_dir: Option<PathBuf>,
+    /// Providers by name; the name is what clients put in `model`.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// The CLI to run: a path, or a name looked up on PATH.
+    pub command: PathBuf,
+    /// Set to false to leave a configured provider out.
+    pub enabled: bool,
+    /// CLI models clients may ask for as `<provider>/<model>`.
+    pub models: Vec<String>,
+    /// The model used when a client names only the provider.
+    pub default_model: String,
+    /// System prompt used when the request has none (the CLIs' own coding-agent prompts do not
+    /// suit a chat API).
+    pub default_system_prompt: String,
+    /// Requests answered at once; each holds one CLI process.
+    pub max_concurrency: usize,
+    /// Requests that may wait for a free slot; more get 429 at once.
+    pub max_queue: usize,
+    /// How long a queued request waits for a slot before 429.
+    pub queue_timeout_secs: u64,
+    /// Processes of the default profile kept started and waiting.
+    pub warm_processes: usize,
+    /// Idle processes kept at most, across profiles.
+    pub max_idle: usize,
+    /// Whole-request deadline (504 after it).
+    pub request_timeout_secs: u64,
+    /// Longest silence from the CLI during a request (a stalled stream; 504 after it).
+    pub idle_timeout_secs: u64,
+    /// How long a long-lived process may take to confirm a reset between requests.
+    pub reset_timeout_ms: u64,
+    /// A long-lived process is retired after this many requests…
+    pub max_requests_per_process: u32,
+    /// …or once it is this old.
+    pub max_process_age_secs: u64,
+    /// The CLI's own retries of its model server tolerated before the request fails with 502.
+    pub max_upstream_retries: u32,
+    /// Retry-After given when a usage limit is hit without a reset time.
+    pub usage_limit_backoff_secs: u64,
+    /// How long after a failed login requests fail fast before the CLI is tried again.
+    pub login_recheck_secs: u64,
+    /// Extra environment for the CLI (never an API key: those names are always dropped).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Text,
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+            scratch_dir: None,
+            providers: [ProviderKind::Claude, ProviderKind::Gemini]
+                .into_iter()
+                .map(|k| (k.as_str().to_string(), ProviderConfig::for_kind(k)))
+                .collect(),
+        }
+    }
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig::for_kind(ProviderKind::Claude)
+    }
+}
+
+impl ProviderConfig {
+    pub fn for_kind(kind: ProviderKind) -> Self {
+        let (models, default_model): (&[&str], &str) = match kind {
+            ProviderKind::Claude => (&["sonnet", "opus", "haiku"], "sonnet"),
+            ProviderKind::Gemini => (
+                &[
+                    "gemini-2.5-pro",
+                    "gemini-2.5-flash",
+                    "gemini-2.5-flash-lite",
+                ],
+                "gemini-2.5-flash",
+            ),
+        };
+        ProviderConfig {
+            kind,
+            command: PathBuf::from(kind.as_str()),
+            enabled: true,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            default_model: default_model.to_string(),
+            default_system_prompt: "You are a helpful assistant.".to_string(),
+            max_concurrency: 4,
+            max_queue: 64,
+            queue_timeout_secs: 30,
+            warm_processes: 1,
+            max_idle: 4,
+            request_timeout_secs: 300,
+            idle_timeout_secs: 120,
+            reset_timeout_ms: 5000,
+            max_requests_per_process: 100,
+            max_process_age_secs: 3600,
+            max_upstream_retries: 3,
+            usage_limit_backoff_secs: 300,
+            login_recheck_secs: 30,
+            env: BTreeMap::new(),
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_secs(self.queue_timeout_secs)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults ← `file` ← `LLM_MCP_HUB_*` env (`__` nests: `LLM_MCP_HUB_PROVIDERS__CLAUDE__MAX_CONCURRENCY`)
+    /// ← `overrides` (command-line flags, already serialised).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: impl Serialize,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("LLM_MCP_HUB_").split("__"))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for (name, p) in &self.providers {
+            if name.is_empty() || name.contains('/') {
+                return bad(format!(
+                    "provider name '{name}' must be non-empty without '/'"
+                ));
+            }
+            if !p.models.contains(&p.default_model) {
+                return bad(format!(
+                    "provider '{name}': default_model '{}' is not in models {:?}",
+                    p.default_model, p.models
+                ));
+            }
+            if p.max_concurrency == 0 {
+                return bad(format!(
+                    "provider '{name}': max_concurrency must be at least 1"
+                ));
+            }
+            if p.request_timeout_secs == 0 || p.idle_timeout_secs == 0 {
+                return bad(format!("provider '{name}': timeouts must be at least 1 s"));
+            }
+            if let Some(denied) = p.env.keys().find(|k| crate::provider::env::is_denied(k)) {
+                return bad(format!(
+                    "provider '{name}': env {denied} is never passed to a CLI (the hub does not use API keys)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_local() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.providers.len(), 2);
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\n[providers.claude]\nkind = \"claude\"\nmax_concurrency = 7\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), serde_json::json!({"log_format": "json"})).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.providers["claude"].max_concurrency, 7);
+        assert_eq!(
+            c.providers["claude"].models,
+            ProviderConfig::for_kind(ProviderKind::Claude).models
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn api_keys_in_env_are_refused() {
+        let mut c = Config::default();
+        c.providers
+            .get_mut("claude")
+            .unwrap()
+            .env
+            .insert("ANTHROPIC_API_KEY".into(), "sk".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ANTHROPIC_API_KEY")
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! LLM MCP Hub: the vendors' own CLIs (`claude`, `gemini`) served as an OpenAI-compatible API.
+//!
+//! Layers, each depending only on those below it:
+//! - `api`: HTTP front end (OpenAI REST, health, metrics);
+//! - `service`: what every front end shares (model resolution, chat);
+//! - `backend`: where requests are answered (in-process pools here);
+//! - `runtime`: CLI subprocesses and their pools;
+//! - `provider`: pure adapters that describe each CLI.
+
+pub mod api;
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod provider;
+pub mod runtime;
+pub mod server;
+pub mod service;
+pub mod telemetry;

@@ -1,0 +1,118 @@
+//! Prometheus metrics of the hub, in one registry served at `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Finished requests by provider and outcome (`ok` or an error kind).
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub time_to_first_token: HistogramVec,
+    /// Processes by provider and state (`idle`, `busy`).
+    pub processes: IntGaugeVec,
+    /// Requests waiting for a free slot.
+    pub queued: IntGaugeVec,
+    pub spawns: IntCounterVec,
+    /// Processes that died unexpectedly (crash, bad exit), by provider.
+    pub crashes: IntCounterVec,
+    /// Processes retired on purpose, by reason (`recycled`, `reset_failed`, `evicted`, …).
+    pub retired: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("llm_mcp_hub".into()), None)
+            .expect("static metric prefix is valid");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                &["provider"],
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        Metrics {
+            requests: counter(
+                "requests_total",
+                "Chat requests by provider and outcome",
+                &["provider", "outcome"],
+            ),
+            request_duration: histogram(
+                "request_duration_seconds",
+                "Chat request latency, start to last byte",
+            ),
+            time_to_first_token: histogram(
+                "time_to_first_token_seconds",
+                "Latency until the first text delta",
+            ),
+            processes: gauge(
+                "processes",
+                "CLI processes by provider and state",
+                &["provider", "state"],
+            ),
+            queued: gauge(
+                "queued_requests",
+                "Requests waiting for a slot",
+                &["provider"],
+            ),
+            spawns: counter(
+                "process_spawns_total",
+                "CLI processes started",
+                &["provider"],
+            ),
+            crashes: counter(
+                "process_crashes_total",
+                "CLI processes that died unexpectedly",
+                &["provider"],
+            ),
+            retired: counter(
+                "process_retired_total",
+                "CLI processes retired on purpose",
+                &["provider", "reason"],
+            ),
+            registry,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding to a Vec cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,306 @@
+//! Claude Code (`claude`): long-lived `--input-format stream-json` processes.
+//!
+//! One process serves one request after another; between two requests the runtime sends
+//! `/clear` and checks the empty result, so no conversation leaks into the next request.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::{
+    Adapter, CliEvent, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode, ProviderKind,
+    TurnResult, Usage, quiet_env, transcript,
+};
+
+pub struct Claude;
+
+/// Inherited variables claude may see: its OAuth token and where its per-user state lives.
+const ALLOWED_ENV: &[&str] = &[
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+];
+
+impl Adapter for Claude {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Claude
+    }
+
+    fn mode(&self) -> ProcessMode {
+        ProcessMode::LongLived
+    }
+
+    fn launch(&self, profile: &LaunchProfile, _scratch: &Path) -> LaunchSpec {
+        // `--opt=value` keeps a value that starts with '-' from being read as a flag.
+        let mut args: Vec<String> = [
+            "-p",
+            "--input-format=stream-json",
+            "--output-format=stream-json",
+            "--verbose",
+            "--include-partial-messages",
+            // No built-in tools, no MCP servers, no settings files that could add either (or an
+            // apiKeyHelper): a prompt must not be able to read the mounted token.
+            "--tools=",
+            "--strict-mcp-config",
+            "--setting-sources=",
+            "--no-session-persistence",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--model={}", profile.model));
+        if let Some(system) = &profile.system {
+            args.push(format!("--system-prompt={system}"));
+        }
+        LaunchSpec {
+            args,
+            env: quiet_env(),
+            allowed_env: ALLOWED_ENV,
+            files: Vec::new(),
+        }
+    }
+
+    fn encode_turn(&self, messages: &[Message]) -> Vec<u8> {
+        user_line(&guard_slash(transcript::render(messages)))
+    }
+
+    fn reset_turn(&self) -> Option<Vec<u8>> {
+        Some(user_line("/clear"))
+    }
+
+    fn parse_stdout(&self, line: &str) -> Option<CliEvent> {
+        parse_line(line)
+    }
+
+    fn parse_stderr(&self, _line: &str) -> Option<CliEvent> {
+        None
+    }
+
+    fn classify_exit(&self, code: Option<i32>, stderr_tail: &str) -> Failure {
+        Failure::Crashed(format!(
+            "claude exited ({}) before its result: {}",
+            code.map_or("signal".to_string(), |c| c.to_string()),
+            stderr_tail
+        ))
+    }
+}
+
+/// In stream-json input mode claude reads a user turn that starts with '/' as one of its own
+/// commands (`/clear`, `/compact`, …). A client's text must never do that, so such text gets a
+/// leading newline, which the model reads as nothing.
+fn guard_slash(text: String) -> String {
+    if text.trim_start().starts_with('/') {
+        format!("\n{text}")
+    } else {
+        text
+    }
+}
+
+fn user_line(text: &str) -> Vec<u8> {
+    let mut line = json!({
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Parses one stream-json line. Unknown types and malformed lines are skipped, not fatal.
+pub fn parse_line(line: &str) -> Option<CliEvent> {
+    let v: Value = serde_json::from_str(line.trim()).ok()?;
+    match v.get("type")?.as_str()? {
+        "system" => match v.get("subtype")?.as_str()? {
+            "init" => Some(CliEvent::Started {
+                model: str_field(&v, "model"),
+                api_key_source: str_field(&v, "apiKeySource"),
+            }),
+            "api_retry" => Some(CliEvent::Retrying {
+                attempt: v.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32,
+                status: v
+                    .get("error_status")
+                    .and_then(Value::as_u64)
+                    .map(|s| s as u16),
+            }),
+            _ => None,
+        },
+        "stream_event" => {
+            let event = v.get("event")?;
+            let delta = event.get("delta")?;
+            (event.get("type")?.as_str()? == "content_block_delta"
+                && delta.get("type")?.as_str()? == "text_delta")
+                .then(|| CliEvent::TextDelta(str_field(delta, "text").unwrap_or_default()))
+        }
+        "assistant" => {
+            if let Some(error) = str_field(&v, "error") {
+                return Some(CliEvent::Failure(assistant_error(&error)));
+            }
+            let content = v.get("message")?.get("content")?.as_array()?;
+            let text: String = content
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect();
+            Some(CliEvent::AssistantText(text))
+        }
+        "rate_limit_event" => {
+            let info = v.get("rate_limit_info")?;
+            (info.get("status")?.as_str()? == "rejected").then(|| {
+                CliEvent::Failure(Failure::UsageLimited {
+                    resets_at: info.get("resetsAt").and_then(Value::as_i64),
+                })
+            })
+        }
+        "result" => {
+            let usage = v.get("usage").map(|u| Usage {
+                input_tokens: u.get("input_tokens").and_then(Value::as_u64).unwrap_or(0),
+                output_tokens: u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
+            });
+            Some(CliEvent::Result(TurnResult {
+                text: str_field(&v, "result").unwrap_or_default(),
+                usage,
+                is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(false)
+                    || v.get("subtype").and_then(Value::as_str) != Some("success"),
+                api_status: v
+                    .get("api_error_status")
+                    .and_then(Value::as_u64)
+                    .map(|s| s as u16),
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn assistant_error(error: &str) -> Failure {
+    match error {
+        "authentication_failed" | "oauth_org_not_allowed" => Failure::NotLoggedIn,
+        "rate_limit" | "billing_error" => Failure::UsageLimited { resets_at: None },
+        "server_error" | "overloaded" => Failure::Upstream(error.to_string()),
+        other => Failure::from_status(None, other),
+    }
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Role;
+
+    #[test]
+    fn launch_locks_the_cli_down() {
+        let spec = Claude.launch(
+            &LaunchProfile {
+                model: "sonnet".into(),
+                system: Some("--be brief".into()),
+            },
+            Path::new("/tmp/x"),
+        );
+        for flag in [
+            "--tools=",
+            "--strict-mcp-config",
+            "--setting-sources=",
+            "--input-format=stream-json",
+        ] {
+            assert!(spec.args.contains(&flag.to_string()), "{flag} missing");
+        }
+        assert!(
+            spec.args
+                .contains(&"--system-prompt=--be brief".to_string())
+        );
+        assert!(spec.args.contains(&"--model=sonnet".to_string()));
+        assert!(!spec.args.iter().any(|a| a == "--bare"));
+    }
+
+    #[test]
+    fn turn_is_one_json_line_and_slash_text_is_not_a_command() {
+        let bytes = Claude.encode_turn(&[Message {
+            role: Role::User,
+            content: "/clear everything".into(),
+        }]);
+        let line = String::from_utf8(bytes).unwrap();
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let text = v["message"]["content"][0]["text"].as_str().unwrap();
+        assert_eq!(text, "\n/clear everything");
+    }
+
+    #[test]
+    fn parses_a_successful_turn() {
+        let lines = [
+            r#"{"type":"system","subtype":"init","session_id":"s","model":"claude-sonnet","tools":[],"mcp_servers":[],"apiKeySource":"none"}"#,
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}}"#,
+            r#"{"type":"stream_event","event":{"type":"message_stop"}}"#,
+            r#"{"type":"assistant","message":{"id":"m","role":"assistant","content":[{"type":"text","text":"Hello"}]}}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"result":"Hello","usage":{"input_tokens":3,"output_tokens":2}}"#,
+        ];
+        let events: Vec<_> = lines.iter().filter_map(|l| parse_line(l)).collect();
+        assert_eq!(
+            events,
+            vec![
+                CliEvent::Started {
+                    model: Some("claude-sonnet".into()),
+                    api_key_source: Some("none".into())
+                },
+                CliEvent::TextDelta("Hel".into()),
+                CliEvent::AssistantText("Hello".into()),
+                CliEvent::Result(TurnResult {
+                    text: "Hello".into(),
+                    usage: Some(Usage {
+                        input_tokens: 3,
+                        output_tokens: 2
+                    }),
+                    is_error: false,
+                    api_status: None,
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_failures() {
+        assert_eq!(
+            parse_line(
+                r#"{"type":"assistant","error":"authentication_failed","message":{"content":[{"type":"text","text":"Not logged in · Please run /login"}]}}"#
+            ),
+            Some(CliEvent::Failure(Failure::NotLoggedIn))
+        );
+        assert_eq!(
+            parse_line(
+                r#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1767000000,"rateLimitType":"five_hour"}}"#
+            ),
+            Some(CliEvent::Failure(Failure::UsageLimited {
+                resets_at: Some(1767000000)
+            }))
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed"}}"#),
+            None
+        );
+        assert_eq!(
+            parse_line(
+                r#"{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":1200,"error_status":529}"#
+            ),
+            Some(CliEvent::Retrying {
+                attempt: 2,
+                status: Some(529)
+            })
+        );
+        let Some(CliEvent::Result(r)) = parse_line(
+            r#"{"type":"result","subtype":"success","is_error":true,"api_error_status":429,"result":"You've hit your session limit"}"#,
+        ) else {
+            panic!()
+        };
+        assert!(r.is_error);
+        assert_eq!(r.api_status, Some(429));
+    }
+
+    #[test]
+    fn survives_garbage() {
+        for line in ["", "not json", "{}", r#"{"type":"new_thing"}"#, "[1,2]"] {
+            assert_eq!(parse_line(line), None, "{line}");
+        }
+    }
+}

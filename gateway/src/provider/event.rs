@@ -1,0 +1,172 @@
+//! Typed events read from a CLI's output, and the failures the hub classifies them into.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Token counts as the CLI reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// What a chat request yields, in order: text deltas, then exactly one `Done` (or an error).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    Delta(String),
+    Done { usage: Option<Usage> },
+}
+
+/// One meaningful line of a CLI's stdout (or stderr), parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CliEvent {
+    /// The CLI started a turn. `api_key_source` is claude's report of where its credential came
+    /// from; anything but `"none"` means it would bill an API key, which the hub refuses.
+    Started {
+        model: Option<String>,
+        api_key_source: Option<String>,
+    },
+    /// A piece of the answer as the model streams it.
+    TextDelta(String),
+    /// A complete assistant message (claude prints one after its deltas).
+    AssistantText(String),
+    /// The CLI is retrying its model server (claude's `api_retry`): an early sign of an unhealthy
+    /// upstream.
+    Retrying { attempt: u32, status: Option<u16> },
+    /// The turn is over.
+    Result(TurnResult),
+    /// A line that already tells how the turn failed.
+    Failure(Failure),
+}
+
+/// The end of a turn as the CLI reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TurnResult {
+    pub text: String,
+    pub usage: Option<Usage>,
+    /// The CLI flagged the turn as failed; `text` then describes the failure, not an answer.
+    pub is_error: bool,
+    /// The model server's HTTP status behind a failure, when the CLI says it.
+    pub api_status: Option<u16>,
+}
+
+/// Why a turn failed, as far as the hub can tell. The hub maps these to HTTP statuses once, at
+/// the edge, and feeds them to the provider's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No login, or the OAuth login expired or was revoked.
+    NotLoggedIn,
+    /// The subscription's usage window is exhausted; `resets_at` is a Unix time when known.
+    UsageLimited { resets_at: Option<i64> },
+    /// The model server is unreachable, overloaded or failing.
+    Upstream(String),
+    /// The CLI broke: bad exit, unreadable output, a refused configuration.
+    Crashed(String),
+}
+
+impl Failure {
+    /// Classifies a failed turn from the model server status and the CLI's own words.
+    pub fn from_status(status: Option<u16>, detail: &str) -> Failure {
+        match status {
+            Some(401 | 403) => Failure::NotLoggedIn,
+            Some(429) => Failure::UsageLimited { resets_at: None },
+            Some(s) if s >= 500 => Failure::Upstream(format!("model server answered {s}")),
+            _ => {
+                let lower = detail.to_ascii_lowercase();
+                if lower.contains("not logged in")
+                    || lower.contains("login")
+                    || lower.contains("authenticat")
+                    || lower.contains("oauth")
+                {
+                    Failure::NotLoggedIn
+                } else if lower.contains("limit") {
+                    Failure::UsageLimited { resets_at: None }
+                } else {
+                    Failure::Crashed(detail.chars().take(500).collect())
+                }
+            }
+        }
+    }
+}
+
+/// What a caller of the provider layer sees when a request fails.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    #[error("provider '{provider}' is not logged in (its OAuth login is missing or expired)")]
+    NotLoggedIn { provider: String },
+    #[error("provider '{provider}' hit its subscription usage limit")]
+    UsageLimited {
+        provider: String,
+        /// Unix time at which the limit resets, when the CLI said so.
+        resets_at: Option<i64>,
+    },
+    #[error("provider '{provider}' could not reach its model: {detail}")]
+    Upstream { provider: String, detail: String },
+    /// `detail` goes to logs only: it may quote the CLI's stderr.
+    #[error("provider '{provider}' failed while answering")]
+    Crashed { provider: String, detail: String },
+    #[error("provider '{provider}' did not answer within {after:?}")]
+    Timeout { provider: String, after: Duration },
+    #[error("provider '{provider}' is at its concurrency limit")]
+    Busy {
+        provider: String,
+        retry_after: Duration,
+    },
+    #[error("provider '{provider}' cannot start its CLI: {detail}")]
+    Spawn { provider: String, detail: String },
+}
+
+impl ProviderError {
+    pub fn from_failure(provider: &str, failure: Failure) -> ProviderError {
+        let provider = provider.to_string();
+        match failure {
+            Failure::NotLoggedIn => ProviderError::NotLoggedIn { provider },
+            Failure::UsageLimited { resets_at } => ProviderError::UsageLimited {
+                provider,
+                resets_at,
+            },
+            Failure::Upstream(detail) => ProviderError::Upstream { provider, detail },
+            Failure::Crashed(detail) => ProviderError::Crashed { provider, detail },
+        }
+    }
+
+    /// A short machine-readable label, used in metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::NotLoggedIn { .. } => "not_logged_in",
+            ProviderError::UsageLimited { .. } => "usage_limited",
+            ProviderError::Upstream { .. } => "upstream",
+            ProviderError::Crashed { .. } => "crashed",
+            ProviderError::Timeout { .. } => "timeout",
+            ProviderError::Busy { .. } => "busy",
+            ProviderError::Spawn { .. } => "spawn",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_classify() {
+        assert_eq!(Failure::from_status(Some(401), ""), Failure::NotLoggedIn);
+        assert_eq!(
+            Failure::from_status(Some(429), ""),
+            Failure::UsageLimited { resets_at: None }
+        );
+        assert!(matches!(
+            Failure::from_status(Some(529), ""),
+            Failure::Upstream(_)
+        ));
+        assert_eq!(
+            Failure::from_status(None, "Not logged in · Please run /login"),
+            Failure::NotLoggedIn
+        );
+        assert!(matches!(
+            Failure::from_status(None, "segfault"),
+            Failure::Crashed(_)
+        ));
+    }
+}

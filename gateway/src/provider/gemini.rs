@@ -1,0 +1,288 @@
+//! Gemini CLI (`gemini`): pre-started one-shot processes.
+//!
+//! The CLI spends ≈1.5 s starting Node before it reads stdin, so the pool starts processes
+//! ahead of time; a request writes its prompt, closes stdin and reads one answer.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::{
+    Adapter, CliEvent, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode, ProviderKind,
+    TurnResult, Usage, quiet_env, transcript,
+};
+
+pub struct Gemini;
+
+/// Inherited variables gemini may see: where its per-user state (OAuth creds) lives.
+const ALLOWED_ENV: &[&str] = &["GEMINI_CLI_HOME"];
+
+/// The system-level settings file the hub writes per process. System settings override the
+/// user's own, so no user file can bring tools or MCP servers back.
+const SETTINGS_FILE: &str = "hub-settings.json";
+const SYSTEM_PROMPT_FILE: &str = "system.md";
+
+/// What gemini sends when no system prompt is asked for: its own coding-agent prompt would tell
+/// the model about files and tools it does not have.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+
+impl Adapter for Gemini {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Gemini
+    }
+
+    fn mode(&self) -> ProcessMode {
+        ProcessMode::OneShot
+    }
+
+    fn launch(&self, profile: &LaunchProfile, scratch: &Path) -> LaunchSpec {
+        let settings = json!({
+            "tools": {"core": [], "exclude": ["run_shell_command", "read_file", "write_file",
+                       "list_directory", "glob", "grep_search", "web_fetch", "google_web_search",
+                       "read_many_files", "replace", "save_memory"]},
+            "mcp": {"allowed": []},
+            "mcpServers": {},
+            "telemetry": {"enabled": false},
+            "privacy": {"usageStatisticsEnabled": false},
+            "general": {"checkpointing": {"enabled": false}, "disableAutoUpdate": true},
+            "context": {"fileName": []},
+        });
+        let system = profile
+            .system
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_string());
+        let path_of = |name: &str| scratch.join(name).to_string_lossy().into_owned();
+        let mut env = quiet_env();
+        env.extend([
+            (
+                "GEMINI_CLI_SYSTEM_SETTINGS_PATH".to_string(),
+                path_of(SETTINGS_FILE),
+            ),
+            ("GEMINI_SYSTEM_MD".to_string(), path_of(SYSTEM_PROMPT_FILE)),
+            ("GEMINI_CLI_TRUST_WORKSPACE".to_string(), "true".to_string()),
+        ]);
+        LaunchSpec {
+            args: vec![
+                "--output-format=stream-json".into(),
+                format!("--model={}", profile.model),
+                "--skip-trust".into(),
+                "--extensions=none".into(),
+                // Headless mode; the prompt itself comes on stdin, to which this is appended.
+                "--prompt=".into(),
+            ],
+            env,
+            allowed_env: ALLOWED_ENV,
+            files: vec![
+                (PathBuf::from(SETTINGS_FILE), settings.to_string()),
+                (PathBuf::from(SYSTEM_PROMPT_FILE), system),
+            ],
+        }
+    }
+
+    fn encode_turn(&self, messages: &[Message]) -> Vec<u8> {
+        transcript::render(messages).into_bytes()
+    }
+
+    fn parse_stdout(&self, line: &str) -> Option<CliEvent> {
+        parse_line(line)
+    }
+
+    fn parse_stderr(&self, line: &str) -> Option<CliEvent> {
+        parse_stderr_line(line)
+    }
+
+    fn classify_exit(&self, code: Option<i32>, stderr_tail: &str) -> Failure {
+        match code {
+            Some(41) => Failure::NotLoggedIn,
+            // The CLI leaks the HTTP status into its exit code (429 & 0xFF = 173).
+            Some(173) => Failure::UsageLimited { resets_at: None },
+            Some(c) => Failure::Crashed(format!("gemini exited {c}: {stderr_tail}")),
+            None => Failure::Crashed(format!("gemini killed by a signal: {stderr_tail}")),
+        }
+    }
+}
+
+/// Parses one stream-json line of gemini's stdout.
+pub fn parse_line(line: &str) -> Option<CliEvent> {
+    let v: Value = serde_json::from_str(line.trim()).ok()?;
+    match v.get("type")?.as_str()? {
+        "init" => Some(CliEvent::Started {
+            model: v.get("model").and_then(Value::as_str).map(String::from),
+            api_key_source: None,
+        }),
+        "message" if v.get("role").and_then(Value::as_str) == Some("assistant") => {
+            let text = v.get("content")?.as_str()?.to_string();
+            Some(if v.get("delta").and_then(Value::as_bool) == Some(true) {
+                CliEvent::TextDelta(text)
+            } else {
+                CliEvent::AssistantText(text)
+            })
+        }
+        "error" => {
+            let message = v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("gemini reported an error");
+            Some(CliEvent::Failure(Failure::from_status(None, message)))
+        }
+        "result" => {
+            let ok = v.get("status").and_then(Value::as_str) == Some("success");
+            let stats = v.get("stats");
+            let count = |k: &str| {
+                stats
+                    .and_then(|s| s.get(k))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            let error_text = v
+                .get("error")
+                .map(|e| {
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| e.to_string(), String::from)
+                })
+                .unwrap_or_default();
+            Some(CliEvent::Result(TurnResult {
+                text: if ok { String::new() } else { error_text },
+                usage: stats.map(|_| Usage {
+                    input_tokens: count("input_tokens"),
+                    output_tokens: count("output_tokens"),
+                }),
+                is_error: !ok,
+                api_status: None,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Gemini retries failed model calls for minutes and says so only on stderr; these lines let
+/// the hub fail fast instead of waiting for its deadline.
+pub fn parse_stderr_line(line: &str) -> Option<CliEvent> {
+    let lower = line.to_ascii_lowercase();
+    if lower.contains("please set an auth method")
+        || lower.contains("manual authorization is required")
+    {
+        return Some(CliEvent::Failure(Failure::NotLoggedIn));
+    }
+    let status = lower
+        .split("failed with status ")
+        .nth(1)
+        .and_then(|rest| rest.get(..3))
+        .and_then(|digits| digits.parse::<u16>().ok())?;
+    Some(match status {
+        429 => CliEvent::Failure(Failure::UsageLimited { resets_at: None }),
+        401 | 403 => CliEvent::Failure(Failure::NotLoggedIn),
+        s => CliEvent::Retrying {
+            attempt: attempt_number(&lower).unwrap_or(1),
+            status: Some(s),
+        },
+    })
+}
+
+fn attempt_number(lower: &str) -> Option<u32> {
+    lower
+        .split("attempt ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Role;
+
+    #[test]
+    fn launch_writes_lockdown_settings_and_system_prompt() {
+        let spec = Gemini.launch(
+            &LaunchProfile {
+                model: "gemini-2.5-pro".into(),
+                system: Some("Be terse.".into()),
+            },
+            Path::new("/scratch"),
+        );
+        assert!(spec.args.contains(&"--model=gemini-2.5-pro".to_string()));
+        assert!(
+            !spec
+                .args
+                .iter()
+                .any(|a| a == "--yolo" || a.contains("approval-mode=yolo"))
+        );
+        let settings: Value = serde_json::from_str(&spec.files[0].1).unwrap();
+        assert_eq!(settings["tools"]["core"], json!([]));
+        assert_eq!(settings["mcp"]["allowed"], json!([]));
+        assert_eq!(spec.files[1].1, "Be terse.");
+        assert!(spec.env.contains(&(
+            "GEMINI_SYSTEM_MD".to_string(),
+            "/scratch/system.md".to_string()
+        )));
+    }
+
+    #[test]
+    fn prompt_goes_to_stdin_verbatim() {
+        let bytes = Gemini.encode_turn(&[Message {
+            role: Role::User,
+            content: "--version".into(),
+        }]);
+        assert_eq!(bytes, b"--version");
+    }
+
+    #[test]
+    fn parses_stream() {
+        assert_eq!(
+            parse_line(r#"{"type":"message","role":"assistant","content":"Hi","delta":true}"#),
+            Some(CliEvent::TextDelta("Hi".into()))
+        );
+        assert_eq!(
+            parse_line(r#"{"type":"message","role":"user","content":"q"}"#),
+            None
+        );
+        let Some(CliEvent::Result(r)) = parse_line(
+            r#"{"type":"result","status":"success","stats":{"total_tokens":9,"input_tokens":4,"output_tokens":5}}"#,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            r.usage,
+            Some(Usage {
+                input_tokens: 4,
+                output_tokens: 5
+            })
+        );
+        assert!(!r.is_error);
+    }
+
+    #[test]
+    fn stderr_reveals_limits_and_auth() {
+        assert_eq!(
+            parse_stderr_line(
+                "Attempt 1 failed with status 429. Retrying with backoff... _ApiError: {...}"
+            ),
+            Some(CliEvent::Failure(Failure::UsageLimited { resets_at: None }))
+        );
+        assert_eq!(
+            parse_stderr_line("Please set an Auth method in your settings"),
+            Some(CliEvent::Failure(Failure::NotLoggedIn))
+        );
+        assert_eq!(
+            parse_stderr_line("Attempt 3 failed with status 503. Retrying"),
+            Some(CliEvent::Retrying {
+                attempt: 3,
+                status: Some(503)
+            })
+        );
+        assert_eq!(parse_stderr_line("Loaded cached credentials."), None);
+    }
+
+    #[test]
+    fn exit_codes_classify() {
+        assert_eq!(Gemini.classify_exit(Some(41), ""), Failure::NotLoggedIn);
+        assert_eq!(
+            Gemini.classify_exit(Some(173), ""),
+            Failure::UsageLimited { resets_at: None }
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! Provider adapters: how each vendor CLI is launched, fed and read.
+//!
+//! Everything here is pure: an adapter turns a launch profile into a command line and
+//! environment, a conversation into stdin bytes, and one output line into a typed event. The
+//! process runtime (`crate::runtime`) does the I/O.
+
+pub mod claude;
+pub mod env;
+pub mod event;
+pub mod gemini;
+pub mod transcript;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use event::{ChatEvent, CliEvent, Failure, ProviderError, TurnResult, Usage};
+
+/// The CLIs the hub knows how to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Claude,
+    Gemini,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Claude => "claude",
+            ProviderKind::Gemini => "gemini",
+        }
+    }
+
+    pub fn adapter(self) -> &'static dyn Adapter {
+        match self {
+            ProviderKind::Claude => &claude::Claude,
+            ProviderKind::Gemini => &gemini::Gemini,
+        }
+    }
+}
+
+/// What fixes a CLI process at start-up. Processes are pooled per profile: a warm process can
+/// only serve requests that would have started it the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LaunchProfile {
+    pub model: String,
+    pub system: Option<String>,
+}
+
+/// A message of the conversation, as the provider layer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// The command the runtime spawns. Files are written into the process's private scratch
+/// directory before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    pub args: Vec<String>,
+    /// Settings the hub fixes for this CLI, on top of the allow-listed inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Inherited variable names this CLI may see besides the common allow-list.
+    pub allowed_env: &'static [&'static str],
+    /// (path relative to the scratch directory, contents).
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// How a CLI serves requests over its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessMode {
+    /// Stays up and takes one turn after another on stdin (claude's stream-json input). Between
+    /// two requests the runtime sends `reset` and checks that it came back clean.
+    LongLived,
+    /// Started ahead of time, waits for its prompt on stdin, answers once and exits.
+    OneShot,
+}
+
+/// A provider's CLI, described without doing any I/O.
+pub trait Adapter: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+    fn mode(&self) -> ProcessMode;
+    /// Arguments and environment for a process of `profile`, whose scratch directory is
+    /// `scratch` (also its working directory).
+    fn launch(&self, profile: &LaunchProfile, scratch: &Path) -> LaunchSpec;
+    /// The bytes to write on stdin for one request. `messages` ends with the new user message.
+    fn encode_turn(&self, messages: &[Message]) -> Vec<u8>;
+    /// The stdin line that resets a long-lived process between requests.
+    fn reset_turn(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn parse_stdout(&self, line: &str) -> Option<CliEvent>;
+    fn parse_stderr(&self, line: &str) -> Option<CliEvent>;
+    /// How a process exit that came before the turn's result is read.
+    fn classify_exit(&self, code: Option<i32>, stderr_tail: &str) -> Failure;
+}
+
+/// Every fixed setting that keeps the CLIs quiet and local: no telemetry, no update checks.
+pub(crate) fn quiet_env() -> Vec<(String, String)> {
+    [
+        ("DISABLE_TELEMETRY", "1"),
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("DISABLE_ERROR_REPORTING", "1"),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ("NO_COLOR", "1"),
+        ("CI", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Merges the launch spec's environment with the hub's own, through the allow-list.
+pub fn process_env(
+    spec: &LaunchSpec,
+    inherited: impl IntoIterator<Item = (String, String)>,
+    configured: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let fixed = configured
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(spec.env.iter().cloned());
+    env::build_env(inherited, spec.allowed_env.iter().copied(), fixed)
+}

@@ -1,0 +1,9 @@
+//! The process runtime: CLI subprocesses, their pools, and what they teach about health.
+
+pub mod health;
+pub mod pool;
+pub mod process;
+
+pub use health::{Health, HealthState};
+pub use pool::{Pool, PoolStatus};
+pub use process::{CliProcess, Launcher};

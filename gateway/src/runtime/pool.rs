@@ -1,0 +1,599 @@
+//! A bounded pool of CLI processes for one provider.
+//!
+//! - At most `max_concurrency` requests run at once; up to `max_queue` more wait up to
+//!   `queue_timeout`; beyond that a request gets `Busy` (429) at once.
+//! - Processes are keyed by launch profile (model + system prompt). `warm_processes` of the
+//!   default profile are started ahead of time, so a request does not pay the CLI's start-up.
+//! - A long-lived process goes back to the pool only after a verified reset; anything else
+//!   (a cancelled request, a timeout, a failed reset, an error) retires it, killing its process
+//!   group.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::stream::BoxStream;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::timeout_at;
+
+use super::health::{Health, HealthState};
+use super::process::{CliProcess, Launcher, ProcessEvent};
+use crate::config::ProviderConfig;
+use crate::metrics::Metrics;
+use crate::provider::{
+    ChatEvent, CliEvent, Failure, LaunchProfile, Message, ProcessMode, ProviderError,
+};
+
+/// Retry-After suggested to a client turned away because the pool is full.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Longest pause between attempts to replace processes that fail to start.
+const MAX_SPAWN_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct Pool {
+    name: String,
+    cfg: ProviderConfig,
+    launcher: Launcher,
+    metrics: Arc<Metrics>,
+    default_profile: LaunchProfile,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    idle: Mutex<VecDeque<CliProcess>>,
+    /// Warm processes being started right now (so refills do not overshoot).
+    starting: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    health: Mutex<Health>,
+}
+
+/// A snapshot for `/v1/providers` and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub busy: usize,
+    pub idle: usize,
+    pub queued: usize,
+    pub max_concurrency: usize,
+    pub max_queue: usize,
+}
+
+impl Pool {
+    pub fn new(
+        name: String,
+        cfg: ProviderConfig,
+        launcher: Launcher,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Pool> {
+        let default_profile = LaunchProfile {
+            model: cfg.default_model.clone(),
+            system: Some(cfg.default_system_prompt.clone()),
+        };
+        Arc::new(Pool {
+            permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            name,
+            cfg,
+            launcher,
+            metrics,
+            default_profile,
+            waiting: AtomicUsize::new(0),
+            idle: Mutex::new(VecDeque::new()),
+            starting: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            health: Mutex::new(Health::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.cfg
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("health lock").clone()
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let max = self.cfg.max_concurrency;
+        PoolStatus {
+            busy: max - self.permits.available_permits().min(max),
+            idle: self.idle.lock().expect("idle lock").len(),
+            queued: self.waiting.load(Ordering::Relaxed),
+            max_concurrency: max,
+            max_queue: self.cfg.max_queue,
+        }
+    }
+
+    /// The profile a request runs under: its model, and its system prompt or the default one.
+    pub fn profile(&self, model: &str, system: Option<String>) -> LaunchProfile {
+        LaunchProfile {
+            model: model.to_string(),
+            system: Some(system.unwrap_or_else(|| self.cfg.default_system_prompt.clone())),
+        }
+    }
+
+    /// Starts the warm processes. Call once, inside the runtime.
+    pub fn start(self: &Arc<Self>) {
+        self.refill_warm();
+    }
+
+    /// Kills every idle process; in-flight requests end when their streams are dropped.
+    pub fn shutdown(&self) {
+        let drained: Vec<_> = self.idle.lock().expect("idle lock").drain(..).collect();
+        for p in drained {
+            self.retire(p, "shutdown");
+        }
+        self.update_gauges();
+    }
+
+    /// Runs one chat request: text deltas, then `Done`, or one error. Dropping the stream before
+    /// it ends cancels the request and kills the CLI's process group.
+    pub fn chat(
+        self: &Arc<Self>,
+        profile: LaunchProfile,
+        messages: Vec<Message>,
+    ) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
+        let pool = self.clone();
+        Box::pin(async_stream::stream! {
+            let started = Instant::now();
+            let gate = pool.health.lock().expect("health lock").gate(
+                &pool.name,
+                Duration::from_secs(pool.cfg.login_recheck_secs),
+            );
+            if let Err(e) = gate {
+                pool.finish_request(started, Err(&e));
+                yield Err(e);
+                return;
+            }
+            let mut lease = match pool.acquire(&profile).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    pool.finish_request(started, Err(&e));
+                    yield Err(e);
+                    return;
+                }
+            };
+            let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
+            let mode = pool.launcher.adapter.mode();
+            let adapter = pool.launcher.adapter;
+            let mut first_token = true;
+            let outcome: Result<Option<crate::provider::Usage>, ProviderError> = 'turn: {
+                let process = lease.process.as_mut().expect("lease holds a process");
+                process.drain_events();
+                let input = adapter.encode_turn(&messages);
+                if let Err(e) = process.write(&input, mode == ProcessMode::OneShot).await {
+                    break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
+                }
+                let mut saw_text = false;
+                loop {
+                    let now = tokio::time::Instant::now();
+                    let silence_limit = now + pool.cfg.idle_timeout();
+                    let wait_until = deadline.min(silence_limit);
+                    let event = match timeout_at(wait_until, process.next_event()).await {
+                        Ok(event) => event,
+                        Err(_) => {
+                            let after = if wait_until == deadline {
+                                pool.cfg.request_timeout()
+                            } else {
+                                pool.cfg.idle_timeout()
+                            };
+                            break 'turn Err(ProviderError::Timeout { provider: pool.name.clone(), after });
+                        }
+                    };
+                    let cli = match event {
+                        Some(ProcessEvent::Cli(cli)) => cli,
+                        None | Some(ProcessEvent::Closed) => {
+                            let code = process.exit_code().await;
+                            let failure = adapter.classify_exit(code, &process.stderr_tail());
+                            if matches!(failure, Failure::Crashed(_)) {
+                                pool.metrics.crashes.with_label_values(&[&pool.name]).inc();
+                            }
+                            break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                        }
+                    };
+                    match cli {
+                        CliEvent::Started { api_key_source: Some(source), .. } if source != "none" => {
+                            break 'turn Err(ProviderError::Crashed {
+                                provider: pool.name.clone(),
+                                detail: format!("refused: the CLI reports credential source '{source}', \
+                                                 which would bill an API key"),
+                            });
+                        }
+                        CliEvent::Started { .. } => {}
+                        // claude prints the deltas and then the whole message: forward the
+                        // message only when no delta came before it.
+                        CliEvent::AssistantText(_) if saw_text => {}
+                        CliEvent::TextDelta(text) | CliEvent::AssistantText(text) => {
+                            if text.is_empty() {
+                                continue;
+                            }
+                            saw_text = true;
+                            if first_token {
+                                first_token = false;
+                                pool.metrics.time_to_first_token.with_label_values(&[&pool.name])
+                                    .observe(started.elapsed().as_secs_f64());
+                            }
+                            yield Ok(ChatEvent::Delta(text));
+                        }
+                        CliEvent::Retrying { status: Some(401 | 403), .. } => {
+                            break 'turn Err(ProviderError::NotLoggedIn { provider: pool.name.clone() });
+                        }
+                        CliEvent::Retrying { attempt, status } => {
+                            if attempt > pool.cfg.max_upstream_retries {
+                                let detail = match status {
+                                    Some(s) => format!("the model server answered {s}, {attempt} attempts"),
+                                    None => format!("the model server is unreachable, {attempt} attempts"),
+                                };
+                                break 'turn Err(ProviderError::Upstream { provider: pool.name.clone(), detail });
+                            }
+                        }
+                        CliEvent::Failure(failure) => {
+                            break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                        }
+                        CliEvent::Result(result) if result.is_error => {
+                            let failure = Failure::from_status(result.api_status, &result.text);
+                            break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                        }
+                        CliEvent::Result(result) => {
+                            if !saw_text && !result.text.is_empty() {
+                                yield Ok(ChatEvent::Delta(result.text));
+                            }
+                            break 'turn Ok(result.usage);
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok(usage) => {
+                    pool.finish_request(started, Ok(()));
+                    pool.clone().release(lease);
+                    yield Ok(ChatEvent::Done { usage });
+                }
+                Err(e) => {
+                    pool.finish_request(started, Err(&e));
+                    // The lease drops here and kills the process group.
+                    drop(lease);
+                    yield Err(e);
+                }
+            }
+        })
+    }
+
+    async fn crashed(&self, process: &mut CliProcess, detail: String) -> ProviderError {
+        self.metrics.crashes.with_label_values(&[&self.name]).inc();
+        let code = process.exit_code().await;
+        ProviderError::Crashed {
+            provider: self.name.clone(),
+            detail: format!("{detail} (exit {code:?}): {}", process.stderr_tail()),
+        }
+    }
+
+    fn finish_request(&self, started: Instant, outcome: Result<(), &ProviderError>) {
+        let label = match outcome {
+            Ok(()) => {
+                self.health.lock().expect("health lock").record_success();
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+                "ok"
+            }
+            Err(e) => {
+                self.health
+                    .lock()
+                    .expect("health lock")
+                    .record_failure(e, Duration::from_secs(self.cfg.usage_limit_backoff_secs));
+                match e {
+                    ProviderError::Busy { .. } => {}
+                    _ => {
+                        tracing::warn!(provider = %self.name, error = %e, kind = e.kind(), "chat request failed")
+                    }
+                }
+                if let ProviderError::Crashed { detail, .. } = e {
+                    tracing::debug!(provider = %self.name, %detail, "CLI failure detail");
+                }
+                e.kind()
+            }
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[&self.name, label])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn acquire(self: &Arc<Self>, profile: &LaunchProfile) -> Result<Lease, ProviderError> {
+        let busy = || ProviderError::Busy {
+            provider: self.name.clone(),
+            retry_after: BUSY_RETRY_AFTER,
+        };
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.cfg.max_queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(busy());
+                }
+                self.update_gauges();
+                let waited = tokio::time::timeout(
+                    self.cfg.queue_timeout(),
+                    self.permits.clone().acquire_owned(),
+                )
+                .await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        self.update_gauges();
+                        return Err(busy());
+                    }
+                }
+            }
+        };
+        let process = match self.take_idle(profile) {
+            Some(p) => p,
+            None => self.spawn(profile)?,
+        };
+        // One-shot processes are used up; long-lived ones come back after their reset.
+        if self.launcher.adapter.mode() == ProcessMode::OneShot && *profile != self.default_profile
+        {
+            self.clone().prestart(profile.clone());
+        }
+        self.refill_warm();
+        let lease = Lease {
+            pool: self.clone(),
+            process: Some(process),
+            _permit: Some(permit),
+        };
+        self.update_gauges();
+        Ok(lease)
+    }
+
+    fn take_idle(&self, profile: &LaunchProfile) -> Option<CliProcess> {
+        let mut idle = self.idle.lock().expect("idle lock");
+        loop {
+            let pos = idle.iter().position(|p| p.profile == *profile)?;
+            let mut p = idle.remove(pos).expect("position is in range");
+            if p.is_alive() {
+                return Some(p);
+            }
+            drop(idle);
+            self.metrics.crashes.with_label_values(&[&self.name]).inc();
+            tracing::warn!(provider = %self.name, pid = ?p.pid(), stderr = %p.stderr_tail(), "idle CLI process died");
+            idle = self.idle.lock().expect("idle lock");
+        }
+    }
+
+    fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, ProviderError> {
+        match self.launcher.spawn(profile) {
+            Ok(p) => {
+                self.metrics.spawns.with_label_values(&[&self.name]).inc();
+                tracing::debug!(provider = %self.name, pid = ?p.pid(), model = %profile.model, "started CLI process");
+                Ok(p)
+            }
+            Err(e) => Err(ProviderError::Spawn {
+                provider: self.name.clone(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Starts one process of `profile` in the background and parks it idle.
+    fn prestart(self: Arc<Self>, profile: LaunchProfile) {
+        let failures = self.consecutive_failures.load(Ordering::Relaxed);
+        tokio::spawn(async move {
+            if failures > 0 {
+                tokio::time::sleep(spawn_backoff(failures)).await;
+            }
+            match self.spawn(&profile) {
+                Ok(p) => self.park(p),
+                Err(e) => {
+                    self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                    self.health
+                        .lock()
+                        .expect("health lock")
+                        .record_failure(&e, Duration::ZERO);
+                    tracing::warn!(provider = %self.name, error = %e, "cannot pre-start a CLI process");
+                }
+            }
+        });
+    }
+
+    /// Tops up the warm processes of the default profile.
+    fn refill_warm(self: &Arc<Self>) {
+        if self.health().state == HealthState::Unavailable
+            && self.consecutive_failures.load(Ordering::Relaxed) > 8
+        {
+            return;
+        }
+        let have = self
+            .idle
+            .lock()
+            .expect("idle lock")
+            .iter()
+            .filter(|p| p.profile == self.default_profile)
+            .count()
+            + self.starting.load(Ordering::Acquire);
+        for _ in have..self.cfg.warm_processes {
+            self.starting.fetch_add(1, Ordering::AcqRel);
+            let pool = self.clone();
+            let failures = self.consecutive_failures.load(Ordering::Relaxed);
+            tokio::spawn(async move {
+                if failures > 0 {
+                    tokio::time::sleep(spawn_backoff(failures)).await;
+                }
+                let spawned = pool.spawn(&pool.default_profile);
+                pool.starting.fetch_sub(1, Ordering::AcqRel);
+                match spawned {
+                    Ok(p) => pool.park(p),
+                    Err(e) => {
+                        pool.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                        pool.health
+                            .lock()
+                            .expect("health lock")
+                            .record_failure(&e, Duration::ZERO);
+                        tracing::warn!(provider = %pool.name, error = %e, "cannot start a warm CLI process");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Puts a ready process into the idle set, evicting the oldest one when it is full.
+    fn park(&self, process: CliProcess) {
+        let evicted = {
+            let mut idle = self.idle.lock().expect("idle lock");
+            idle.push_back(process);
+            let mut evicted = Vec::new();
+            while idle.len() > self.cfg.max_idle.max(self.cfg.warm_processes) {
+                // Prefer evicting a process of a non-default profile.
+                let pos = idle
+                    .iter()
+                    .position(|p| p.profile != self.default_profile)
+                    .unwrap_or(0);
+                evicted.extend(idle.remove(pos));
+            }
+            evicted
+        };
+        for p in evicted {
+            self.retire(p, "evicted");
+        }
+        self.update_gauges();
+    }
+
+    /// Hands a process that just answered back to the pool: long-lived ones after a verified
+    /// reset, one-shot ones never. The request's slot stays taken until this is done.
+    fn release(self: Arc<Self>, mut lease: Lease) {
+        let Some(mut process) = lease.process.take() else {
+            return;
+        };
+        let permit = lease._permit.take();
+        drop(lease);
+        process.turns += 1;
+        if self.launcher.adapter.mode() == ProcessMode::OneShot {
+            drop(permit);
+            drop(process);
+            self.update_gauges();
+            return;
+        }
+        let worn = process.turns >= self.cfg.max_requests_per_process
+            || process.started.elapsed() >= Duration::from_secs(self.cfg.max_process_age_secs);
+        if worn {
+            drop(permit);
+            self.retire(process, "recycled");
+            self.refill_warm();
+            return;
+        }
+        tokio::spawn(async move {
+            let line = self.launcher.adapter.reset_turn();
+            let clean = reset(
+                &mut process,
+                line,
+                Duration::from_millis(self.cfg.reset_timeout_ms),
+            )
+            .await;
+            drop(permit);
+            if clean {
+                self.park(process);
+            } else {
+                tracing::warn!(provider = %self.name, pid = ?process.pid(), "reset did not come back clean; retiring the process");
+                self.retire(process, "reset_failed");
+                self.refill_warm();
+            }
+        });
+    }
+
+    fn retire(&self, process: CliProcess, reason: &str) {
+        self.metrics
+            .retired
+            .with_label_values(&[&self.name, reason])
+            .inc();
+        tracing::debug!(provider = %self.name, pid = ?process.pid(), reason, "retiring CLI process");
+        drop(process);
+    }
+
+    fn update_gauges(&self) {
+        let status = self.status();
+        let g = &self.metrics.processes;
+        g.with_label_values(&[&self.name, "idle"])
+            .set(status.idle as i64);
+        g.with_label_values(&[&self.name, "busy"])
+            .set(status.busy as i64);
+        self.metrics
+            .queued
+            .with_label_values(&[&self.name])
+            .set(status.queued as i64);
+    }
+}
+
+/// Sends the adapter's reset turn and checks that it came back empty and without error. Any
+/// text, error or silence means the conversation may survive: the caller retires the process.
+async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration) -> bool {
+    let Some(line) = line else {
+        return false;
+    };
+    process.drain_events();
+    if process.write(&line, false).await.is_err() {
+        return false;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match timeout_at(deadline, process.next_event()).await {
+            Ok(Some(ProcessEvent::Cli(CliEvent::Result(r)))) => {
+                return !r.is_error && r.text.trim().is_empty();
+            }
+            Ok(Some(ProcessEvent::Cli(CliEvent::TextDelta(t) | CliEvent::AssistantText(t))))
+                if !t.trim().is_empty() =>
+            {
+                return false;
+            }
+            Ok(Some(ProcessEvent::Cli(CliEvent::Failure(_)))) => return false,
+            Ok(Some(ProcessEvent::Cli(_))) => {}
+            Ok(None | Some(ProcessEvent::Closed)) | Err(_) => return false,
+        }
+    }
+}
+
+fn spawn_backoff(failures: u32) -> Duration {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(MAX_SPAWN_BACKOFF)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+        .nth(failures.saturating_sub(1) as usize)
+        .unwrap_or(MAX_SPAWN_BACKOFF)
+}
+
+/// A request's hold on one process and one concurrency slot. Dropped before `release`, it
+/// kills the process: the request was cancelled, timed out or failed.
+struct Lease {
+    pool: Arc<Pool>,
+    process: Option<CliProcess>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.take() {
+            self.pool.retire(process, "aborted");
+            self._permit.take();
+            self.pool.update_gauges();
+            self.pool.refill_warm();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(spawn_backoff(1), Duration::from_millis(100));
+        assert!(spawn_backoff(3) > spawn_backoff(2));
+        assert!(spawn_backoff(40) <= MAX_SPAWN_BACKOFF);
+    }
+}

@@ -1,0 +1,236 @@
+//! One CLI subprocess: spawned in its own process group, in a private scratch directory, with an
+//! allow-listed environment; its stdout and stderr parsed into events as they arrive.
+//!
+//! Dropping a `CliProcess` kills its whole process group, so a cancelled request, a timeout or
+//! a panic can never leave a CLI (or anything it started) behind.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use crate::provider::{Adapter, CliEvent, LaunchProfile, process_env};
+
+/// The longest stdout/stderr line the hub reads; claude's `result` line carries the whole answer.
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Stderr lines kept for logs when a process fails.
+const STDERR_TAIL_LINES: usize = 20;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What the readers of one process report.
+#[derive(Debug)]
+pub enum ProcessEvent {
+    Cli(CliEvent),
+    /// Stdout closed: the process is exiting or gone.
+    Closed,
+}
+
+/// How to start processes of one provider.
+#[derive(Clone)]
+pub struct Launcher {
+    pub adapter: &'static dyn Adapter,
+    pub command: PathBuf,
+    pub configured_env: BTreeMap<String, String>,
+    /// Where scratch directories are made (the system temp dir when `None`).
+    pub scratch_root: Option<PathBuf>,
+}
+
+pub struct CliProcess {
+    pub id: u64,
+    pub profile: LaunchProfile,
+    pub started: Instant,
+    pub turns: u32,
+    child: Child,
+    pgid: Option<Pid>,
+    stdin: Option<ChildStdin>,
+    events: mpsc::UnboundedReceiver<ProcessEvent>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    // Removed when the process is dropped: the CLI's temp files may hold the conversation.
+    _scratch: tempfile::TempDir,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot create a scratch directory: {0}")]
+    Scratch(std::io::Error),
+    #[error("cannot start '{command}': {source}")]
+    Exec {
+        command: String,
+        source: std::io::Error,
+    },
+}
+
+impl Launcher {
+    pub fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, SpawnError> {
+        let scratch = match &self.scratch_root {
+            Some(root) => {
+                std::fs::create_dir_all(root).map_err(SpawnError::Scratch)?;
+                tempfile::Builder::new().prefix("llm-hub-").tempdir_in(root)
+            }
+            None => tempfile::Builder::new().prefix("llm-hub-").tempdir(),
+        }
+        .map_err(SpawnError::Scratch)?;
+        let dir = scratch.path();
+        let work = dir.join("work");
+        let tmp = dir.join("tmp");
+        for d in [&work, &tmp] {
+            std::fs::create_dir(d).map_err(SpawnError::Scratch)?;
+        }
+        let spec = self.adapter.launch(profile, dir);
+        for (rel, contents) in &spec.files {
+            std::fs::write(dir.join(rel), contents).map_err(SpawnError::Scratch)?;
+        }
+        let mut env = process_env(&spec, std::env::vars(), &self.configured_env);
+        env.insert("TMPDIR".into(), tmp.to_string_lossy().into_owned());
+
+        let mut cmd = Command::new(&self.command);
+        cmd.args(&spec.args)
+            .env_clear()
+            .envs(&env)
+            // An empty working directory: gemini puts the folder's file tree into the prompt.
+            .current_dir(&work)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| SpawnError::Exec {
+            command: self.command.display().to_string(),
+            source,
+        })?;
+        let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+        let (tx, events) = mpsc::unbounded_channel();
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
+
+        let adapter = self.adapter;
+        if let Some(stdout) = child.stdout.take() {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines =
+                    FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+                while let Some(line) = lines.next().await {
+                    match line {
+                        Ok(line) => {
+                            if let Some(event) = adapter.parse_stdout(&line) {
+                                let _ = tx.send(ProcessEvent::Cli(event));
+                            }
+                        }
+                        // An over-long line is skipped; the stream goes on.
+                        Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = tx.send(ProcessEvent::Closed);
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            tokio::spawn(async move {
+                let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(64 * 1024));
+                while let Some(Ok(line)) = lines.next().await {
+                    if let Some(event) = adapter.parse_stderr(&line) {
+                        let _ = tx.send(ProcessEvent::Cli(event));
+                    }
+                    let mut tail = tail.lock().expect("stderr tail lock");
+                    if tail.len() == STDERR_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Ok(CliProcess {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            profile: profile.clone(),
+            started: Instant::now(),
+            turns: 0,
+            child,
+            pgid,
+            stdin,
+            events,
+            stderr_tail,
+            _scratch: scratch,
+        })
+    }
+}
+
+impl CliProcess {
+    pub fn pid(&self) -> Option<u32> {
+        self.pgid.map(|p| p.as_raw() as u32)
+    }
+
+    pub fn scratch_dir(&self) -> &Path {
+        self._scratch.path()
+    }
+
+    /// Writes to stdin; `close` ends stdin afterwards (one-shot CLIs read until EOF).
+    pub async fn write(&mut self, bytes: &[u8], close: bool) -> std::io::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin closed"))?;
+        stdin.write_all(bytes).await?;
+        stdin.flush().await?;
+        if close {
+            self.stdin = None;
+        }
+        Ok(())
+    }
+
+    pub async fn next_event(&mut self) -> Option<ProcessEvent> {
+        self.events.recv().await
+    }
+
+    /// Drops events a process printed while it sat idle.
+    pub fn drain_events(&mut self) -> bool {
+        let mut closed = false;
+        while let Ok(event) = self.events.try_recv() {
+            closed |= matches!(event, ProcessEvent::Closed);
+        }
+        closed
+    }
+
+    /// True while the process has not exited.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The exit code once the process is gone, waiting briefly for it to finish exiting.
+    pub async fn exit_code(&mut self) -> Option<i32> {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr_tail.lock().expect("stderr tail lock");
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    fn kill_group(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // The group may already be gone; that is the outcome we want anyway.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for CliProcess {
+    fn drop(&mut self) {
+        self.kill_group();
+        // kill_on_drop then makes tokio reap the child in the background: no zombie.
+    }
+}
