@@ -25,7 +25,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// On SIGTERM: how long in-flight requests may go on before they are cancelled.
     pub shutdown_grace_secs: u64,
-    /// Where CLI processes get their private scratch directories (system temp dir if unset).
+    /// Where CLI processes get their private scratch directories. Must not lie below a group-
+    /// or world-writable directory such as /tmp: gemini then ignores the hub's lock-down
+    /// settings (and the hub refuses to run it). Default: `$XDG_RUNTIME_DIR/llm-mcp-hub`, else
+    /// `$HOME/.cache/llm-mcp-hub/run`.
     pub scratch_dir: Option<PathBuf>,
     /// Providers by name; the name is what clients put in `model`.
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -162,6 +165,17 @@ pub enum ConfigError {
 }
 
 impl Config {
+    pub fn scratch_root(&self) -> PathBuf {
+        if let Some(dir) = &self.scratch_dir {
+            return dir.clone();
+        }
+        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(runtime).join("llm-mcp-hub");
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".cache").join("llm-mcp-hub").join("run")
+    }
+
     /// Loads defaults ← `file` ← `LLM_MCP_HUB_*` env (`__` nests: `LLM_MCP_HUB_PROVIDERS__CLAUDE__MAX_CONCURRENCY`)
     /// ← `overrides` (command-line flags, already serialised).
     pub fn load(

@@ -28,7 +28,7 @@ impl LocalBackend {
                     adapter: p.kind.adapter(),
                     command: resolve_command(&p.command),
                     configured_env: p.env.clone(),
-                    scratch_root: config.scratch_dir.clone(),
+                    scratch_root: config.scratch_root(),
                 };
                 let pool = Pool::new(name.clone(), p.clone(), launcher, metrics.clone());
                 (name.clone(), pool)

@@ -84,12 +84,12 @@ impl Adapter for Claude {
     }
 }
 
-/// In stream-json input mode claude reads a user turn that starts with '/' as one of its own
-/// commands (`/clear`, `/compact`, …). A client's text must never do that, so such text gets a
-/// leading newline, which the model reads as nothing.
+/// In stream-json input mode claude runs a user turn that starts with '/' as one of its own
+/// commands (`/model haiku` switches the model of the pooled process, `/clear` resets it). A
+/// client's text must never do that; a leading space makes the CLI send it as plain text.
 fn guard_slash(text: String) -> String {
-    if text.trim_start().starts_with('/') {
-        format!("\n{text}")
+    if text.starts_with('/') {
+        format!(" {text}")
     } else {
         text
     }
@@ -143,6 +143,9 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
                 .collect();
             Some(CliEvent::AssistantText(text))
         }
+        // `/clear` answers with this line, then an empty result marked `local_command`.
+        "conversation_reset" => (v.get("trigger").and_then(Value::as_str) == Some("clear"))
+            .then_some(CliEvent::ConversationReset),
         "rate_limit_event" => {
             let info = v.get("rate_limit_info")?;
             (info.get("status")?.as_str()? == "rejected").then(|| {
@@ -224,7 +227,7 @@ mod tests {
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let v: Value = serde_json::from_str(&line).unwrap();
         let text = v["message"]["content"][0]["text"].as_str().unwrap();
-        assert_eq!(text, "\n/clear everything");
+        assert_eq!(text, " /clear everything");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum CliEvent {
     /// The CLI is retrying its model server (claude's `api_retry`): an early sign of an unhealthy
     /// upstream.
     Retrying { attempt: u32, status: Option<u16> },
+    /// The CLI dropped its conversation (claude's answer to `/clear`).
+    ConversationReset,
     /// The turn is over.
     Result(TurnResult),
     /// A line that already tells how the turn failed.
@@ -61,8 +63,11 @@ pub enum Failure {
     UsageLimited { resets_at: Option<i64> },
     /// The model server is unreachable, overloaded or failing.
     Upstream(String),
-    /// The CLI broke: bad exit, unreadable output, a refused configuration.
+    /// The CLI broke: bad exit, unreadable output.
     Crashed(String),
+    /// The CLI would run without the hub's lock-down (for example it skipped the settings file
+    /// that switches its tools off). The hub refuses to use it.
+    Unsafe(String),
 }
 
 impl Failure {
@@ -128,6 +133,10 @@ impl ProviderError {
             },
             Failure::Upstream(detail) => ProviderError::Upstream { provider, detail },
             Failure::Crashed(detail) => ProviderError::Crashed { provider, detail },
+            Failure::Unsafe(detail) => ProviderError::Spawn {
+                provider,
+                detail: format!("refused to run the CLI without its lock-down: {detail}"),
+            },
         }
     }
 

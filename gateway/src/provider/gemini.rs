@@ -36,16 +36,12 @@ impl Adapter for Gemini {
     }
 
     fn launch(&self, profile: &LaunchProfile, scratch: &Path) -> LaunchSpec {
+        // System settings override the user's: no core tools, no MCP server, no telemetry.
         let settings = json!({
-            "tools": {"core": [], "exclude": ["run_shell_command", "read_file", "write_file",
-                       "list_directory", "glob", "grep_search", "web_fetch", "google_web_search",
-                       "read_many_files", "replace", "save_memory"]},
+            "tools": {"core": []},
             "mcp": {"allowed": []},
-            "mcpServers": {},
             "telemetry": {"enabled": false},
             "privacy": {"usageStatisticsEnabled": false},
-            "general": {"checkpointing": {"enabled": false}, "disableAutoUpdate": true},
-            "context": {"fileName": []},
         });
         let system = profile
             .system
@@ -67,8 +63,6 @@ impl Adapter for Gemini {
                 format!("--model={}", profile.model),
                 "--skip-trust".into(),
                 "--extensions=none".into(),
-                // Headless mode; the prompt itself comes on stdin, to which this is appended.
-                "--prompt=".into(),
             ],
             env,
             allowed_env: ALLOWED_ENV,
@@ -77,6 +71,10 @@ impl Adapter for Gemini {
                 (PathBuf::from(SYSTEM_PROMPT_FILE), system),
             ],
         }
+    }
+
+    fn primer(&self) -> Option<&'static [u8]> {
+        Some(b"\n")
     }
 
     fn encode_turn(&self, messages: &[Message]) -> Vec<u8> {
@@ -160,6 +158,11 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
 /// the hub fail fast instead of waiting for its deadline.
 pub fn parse_stderr_line(line: &str) -> Option<CliEvent> {
     let lower = line.to_ascii_lowercase();
+    // Gemini ignores a system settings file below a group- or world-writable directory (/tmp);
+    // without it every file and web tool would be on.
+    if lower.contains("skipping system settings file") {
+        return Some(CliEvent::Failure(Failure::Unsafe(line.trim().to_string())));
+    }
     if lower.contains("please set an auth method")
         || lower.contains("manual authorization is required")
     {
@@ -275,6 +278,12 @@ mod tests {
             })
         );
         assert_eq!(parse_stderr_line("Loaded cached credentials."), None);
+        assert!(matches!(
+            parse_stderr_line(
+                "Security Warning: Skipping system settings file '/tmp/x/s.json': Parent directory '/tmp' is insecure"
+            ),
+            Some(CliEvent::Failure(Failure::Unsafe(_)))
+        ));
     }
 
     #[test]

@@ -95,6 +95,11 @@ pub trait Adapter: Send + Sync {
     fn launch(&self, profile: &LaunchProfile, scratch: &Path) -> LaunchSpec;
     /// The bytes to write on stdin for one request. `messages` ends with the new user message.
     fn encode_turn(&self, messages: &[Message]) -> Vec<u8>;
+    /// Bytes written on stdin right after spawning. Gemini gives up on stdin when nothing
+    /// arrives within 0.5 s of its start-up; one newline keeps it waiting for the prompt.
+    fn primer(&self) -> Option<&'static [u8]> {
+        None
+    }
     /// The stdin line that resets a long-lived process between requests.
     fn reset_turn(&self) -> Option<Vec<u8>> {
         None

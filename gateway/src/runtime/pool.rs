@@ -200,7 +200,7 @@ impl Pool {
                                                  which would bill an API key"),
                             });
                         }
-                        CliEvent::Started { .. } => {}
+                        CliEvent::Started { .. } | CliEvent::ConversationReset => {}
                         // claude prints the deltas and then the whole message: forward the
                         // message only when no delta came before it.
                         CliEvent::AssistantText(_) if saw_text => {}
@@ -333,7 +333,7 @@ impl Pool {
         };
         let process = match self.take_idle(profile) {
             Some(p) => p,
-            None => self.spawn(profile)?,
+            None => self.spawn(profile).await?,
         };
         // One-shot processes are used up; long-lived ones come back after their reset.
         if self.launcher.adapter.mode() == ProcessMode::OneShot && *profile != self.default_profile
@@ -365,8 +365,8 @@ impl Pool {
         }
     }
 
-    fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, ProviderError> {
-        match self.launcher.spawn(profile) {
+    async fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, ProviderError> {
+        match self.launcher.spawn(profile).await {
             Ok(p) => {
                 self.metrics.spawns.with_label_values(&[&self.name]).inc();
                 tracing::debug!(provider = %self.name, pid = ?p.pid(), model = %profile.model, "started CLI process");
@@ -386,7 +386,7 @@ impl Pool {
             if failures > 0 {
                 tokio::time::sleep(spawn_backoff(failures)).await;
             }
-            match self.spawn(&profile) {
+            match self.spawn(&profile).await {
                 Ok(p) => self.park(p),
                 Err(e) => {
                     self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
@@ -423,7 +423,7 @@ impl Pool {
                 if failures > 0 {
                     tokio::time::sleep(spawn_backoff(failures)).await;
                 }
-                let spawned = pool.spawn(&pool.default_profile);
+                let spawned = pool.spawn(&pool.default_profile).await;
                 pool.starting.fetch_sub(1, Ordering::AcqRel);
                 match spawned {
                     Ok(p) => pool.park(p),
@@ -538,10 +538,12 @@ async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration)
         return false;
     }
     let deadline = tokio::time::Instant::now() + limit;
+    let mut was_reset = false;
     loop {
         match timeout_at(deadline, process.next_event()).await {
+            Ok(Some(ProcessEvent::Cli(CliEvent::ConversationReset))) => was_reset = true,
             Ok(Some(ProcessEvent::Cli(CliEvent::Result(r)))) => {
-                return !r.is_error && r.text.trim().is_empty();
+                return was_reset && !r.is_error && r.text.trim().is_empty();
             }
             Ok(Some(ProcessEvent::Cli(CliEvent::TextDelta(t) | CliEvent::AssistantText(t))))
                 if !t.trim().is_empty() =>

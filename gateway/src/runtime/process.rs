@@ -42,8 +42,8 @@ pub struct Launcher {
     pub adapter: &'static dyn Adapter,
     pub command: PathBuf,
     pub configured_env: BTreeMap<String, String>,
-    /// Where scratch directories are made (the system temp dir when `None`).
-    pub scratch_root: Option<PathBuf>,
+    /// Where scratch directories are made.
+    pub scratch_root: PathBuf,
 }
 
 pub struct CliProcess {
@@ -72,15 +72,12 @@ pub enum SpawnError {
 }
 
 impl Launcher {
-    pub fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, SpawnError> {
-        let scratch = match &self.scratch_root {
-            Some(root) => {
-                std::fs::create_dir_all(root).map_err(SpawnError::Scratch)?;
-                tempfile::Builder::new().prefix("llm-hub-").tempdir_in(root)
-            }
-            None => tempfile::Builder::new().prefix("llm-hub-").tempdir(),
-        }
-        .map_err(SpawnError::Scratch)?;
+    pub async fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, SpawnError> {
+        std::fs::create_dir_all(&self.scratch_root).map_err(SpawnError::Scratch)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("llm-hub-")
+            .tempdir_in(&self.scratch_root)
+            .map_err(SpawnError::Scratch)?;
         let dir = scratch.path();
         let work = dir.join("work");
         let tmp = dir.join("tmp");
@@ -150,7 +147,11 @@ impl Launcher {
                 }
             });
         }
-        let stdin = child.stdin.take();
+        let mut stdin = child.stdin.take();
+        if let (Some(primer), Some(pipe)) = (adapter.primer(), stdin.as_mut()) {
+            // A failure here shows again at the prompt's write, where it is reported.
+            let _ = pipe.write_all(primer).await;
+        }
         Ok(CliProcess {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             profile: profile.clone(),
