@@ -99,11 +99,11 @@ impl Health {
 
     /// True when the provider is worth sending requests to.
     pub fn is_serving(&self) -> bool {
-        !matches!(
-            self.state,
-            HealthState::NotLoggedIn | HealthState::Unavailable
-        ) && !(self.state == HealthState::UsageLimited
-            && self.limited_until.is_some_and(|u| u > unix_now()))
+        match self.state {
+            HealthState::NotLoggedIn | HealthState::Unavailable => false,
+            HealthState::UsageLimited => self.limited_until.is_none_or(|u| u <= unix_now()),
+            HealthState::Ready | HealthState::Degraded => true,
+        }
     }
 }
 
