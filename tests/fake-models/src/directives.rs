@@ -73,7 +73,13 @@ pub fn parse_directives(text: &str) -> Directives {
 pub fn reply_deltas(last_user_text: &str, d: &Directives) -> Vec<String> {
     if let Some(n) = d.words {
         return (1..=n)
-            .map(|i| if i == 1 { "word1".to_string() } else { format!(" word{i}") })
+            .map(|i| {
+                if i == 1 {
+                    "word1".to_string()
+                } else {
+                    format!(" word{i}")
+                }
+            })
             .collect();
     }
     let text = match &d.reply {
@@ -121,7 +127,10 @@ mod tests {
         assert_eq!(reply_deltas("", &d), vec!["word1", " word2", " word3"]);
         let d = parse_directives("[[reply:abcdef]]");
         assert_eq!(reply_deltas("", &d).concat(), "abcdef");
-        assert_eq!(reply_deltas("hi", &Directives::default()).concat(), "echo: hi");
+        assert_eq!(
+            reply_deltas("hi", &Directives::default()).concat(),
+            "echo: hi"
+        );
         assert_eq!(reply_deltas("", &parse_directives("[[reply:]]")), vec![""]);
     }
 }

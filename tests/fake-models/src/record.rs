@@ -49,13 +49,20 @@ impl RecordedRequest {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Model the request asked for (Anthropic: `model` field; Gemini: from the path).
     pub fn model(&self) -> Option<String> {
         match self.vendor {
-            Vendor::Anthropic => self.body.get("model").and_then(Value::as_str).map(String::from),
+            Vendor::Anthropic => self
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(String::from),
             Vendor::Gemini => {
                 let rest = self.path.split("/models/").nth(1)?;
                 Some(rest.split(':').next().unwrap_or(rest).to_string())
@@ -286,4 +293,70 @@ fn part_texts(v: &Value) -> Vec<String> {
 
 fn parts_text(v: &Value) -> String {
     part_texts(v).join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn anthropic(body: Value) -> RecordedRequest {
+        RecordedRequest {
+            vendor: Vendor::Anthropic,
+            method: "POST".into(),
+            path: "/v1/messages".into(),
+            query: Some("beta=true".into()),
+            headers: vec![("authorization".into(), "Bearer t".into())],
+            body,
+        }
+    }
+
+    #[test]
+    fn claude_after_clear() {
+        // What claude 2.1.330 sends after a `/clear` turn.
+        let r = anthropic(json!({"tools": [], "stream": true,
+            "system": [{"type": "text", "text": "billing"}, {"type": "text", "text": "You are X."}],
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "<local-command-caveat>…</local-command-caveat>\n"},
+                    {"type": "text", "text": "<command-name>/clear</command-name>\n"},
+                    {"type": "text", "text": "<local-command-stdout></local-command-stdout>\n"},
+                    {"type": "text", "text": "third"}]},
+                {"role": "system", "content": "# Environment"}]}));
+        assert_eq!(
+            r.messages(),
+            vec![("user".to_string(), "third".to_string())]
+        );
+        assert_eq!(r.messages_raw().len(), 2);
+        assert_eq!(r.last_user_text(), "third");
+        assert_eq!(r.system_blocks(), vec!["billing", "You are X."]);
+        assert_eq!(r.system_text(), "billing\nYou are X.");
+        assert_eq!(r.header("Authorization"), Some("Bearer t"));
+        assert!(!r.is_side_request());
+        assert!(r.is_streaming());
+    }
+
+    #[test]
+    fn side_requests() {
+        assert!(
+            anthropic(json!({"messages": [{"role": "user", "content": "x"}]})).is_side_request()
+        );
+        let mut r = anthropic(json!({"tools": []}));
+        r.path = "/v1/messages/count_tokens".into();
+        assert!(r.is_side_request());
+        let g = RecordedRequest {
+            vendor: Vendor::Gemini,
+            method: "POST".into(),
+            path: "/v1beta/models/gemini-2.5-flash:generateContent".into(),
+            query: None,
+            headers: vec![],
+            body: json!({"contents": [{"role": "model", "parts": [{"text": "a"}]}]}),
+        };
+        assert!(g.is_side_request());
+        assert_eq!(g.model().as_deref(), Some("gemini-2.5-flash"));
+        assert_eq!(
+            g.messages(),
+            vec![("assistant".to_string(), "a".to_string())]
+        );
+    }
 }

@@ -41,12 +41,16 @@ pub struct FakeServer {
 impl FakeServer {
     /// A fake Anthropic Messages API on a free port.
     pub async fn anthropic() -> FakeServer {
-        Self::start(Vendor::Anthropic, 0).await.expect("bind 127.0.0.1:0")
+        Self::start(Vendor::Anthropic, 0)
+            .await
+            .expect("bind 127.0.0.1:0")
     }
 
     /// A fake Gemini API on a free port.
     pub async fn gemini() -> FakeServer {
-        Self::start(Vendor::Gemini, 0).await.expect("bind 127.0.0.1:0")
+        Self::start(Vendor::Gemini, 0)
+            .await
+            .expect("bind 127.0.0.1:0")
     }
 
     /// A fake server for `vendor` on 127.0.0.1:`port` (`0` = a free port).
@@ -54,12 +58,21 @@ impl FakeServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let log: Log = Arc::default();
-        let state = AppState { vendor, log: log.clone() };
+        let state = AppState {
+            vendor,
+            log: log.clone(),
+        };
         let app = Router::new().fallback(handle).with_state(state);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(FakeServer { base_url: format!("http://{addr}"), addr, vendor, log, task })
+        Ok(FakeServer {
+            base_url: format!("http://{addr}"),
+            addr,
+            vendor,
+            log,
+            task,
+        })
     }
 
     /// Every request that reached the server, in arrival order.
@@ -69,7 +82,10 @@ impl FakeServer {
 
     /// The conversation requests only (see [`RecordedRequest::is_side_request`]).
     pub fn chat_requests(&self) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| !r.is_side_request()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_side_request())
+            .collect()
     }
 
     /// Forgets the recorded requests.
@@ -79,7 +95,11 @@ impl FakeServer {
 
     /// Waits until at least `n` chat requests were recorded, or `timeout` passed; returns
     /// the chat requests seen so far either way.
-    pub async fn wait_for_chat_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
+    pub async fn wait_for_chat_requests(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<RecordedRequest> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let reqs = self.chat_requests();
@@ -116,7 +136,12 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into(),
+                )
+            })
             .collect(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
@@ -139,17 +164,29 @@ fn prompt_chars(rec: &RecordedRequest) -> usize {
 /// What to stream: directives (ignored for side requests) and the deltas.
 fn plan(rec: &RecordedRequest) -> (Directives, Vec<String>) {
     let text = rec.last_user_text();
-    let d = if rec.is_side_request() { Directives::default() } else { parse_directives(&text) };
+    let d = if rec.is_side_request() {
+        Directives::default()
+    } else {
+        parse_directives(&text)
+    };
     let deltas = reply_deltas(&text, &d);
     (d, deltas)
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn now_epoch() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Streams `head`, then `deltas` (with `delay` between them), then `tail`. With `stall`
@@ -177,6 +214,8 @@ fn sse_response(p: StreamPlan) -> Response {
                 return;
             }
             if p.drop {
+                // Let the delta reach the client before the connection is aborted.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 let _ = tx.send(Err(std::io::Error::other("fake drop"))).await;
             } else {
                 // Hold the stream open until the client goes away.
@@ -205,7 +244,10 @@ fn sse_response(p: StreamPlan) -> Response {
     });
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
 }
@@ -215,14 +257,20 @@ fn sse_response(p: StreamPlan) -> Response {
 fn anthropic(rec: &RecordedRequest) -> Response {
     match (rec.method.as_str(), rec.path.as_str()) {
         ("POST", "/v1/messages") => anthropic_messages(rec),
-        ("POST", "/v1/messages/count_tokens") => {
-            json_response(StatusCode::OK, json!({"input_tokens": tokens(prompt_chars(rec))}))
-        }
+        ("POST", "/v1/messages/count_tokens") => json_response(
+            StatusCode::OK,
+            json!({"input_tokens": tokens(prompt_chars(rec))}),
+        ),
         _ => anthropic_error(404, "not_found_error", "Not found", None),
     }
 }
 
-fn anthropic_error(status: u16, kind: &str, message: &str, extra: Option<Vec<(&'static str, String)>>) -> Response {
+fn anthropic_error(
+    status: u16,
+    kind: &str,
+    message: &str,
+    extra: Option<Vec<(&'static str, String)>>,
+) -> Response {
     let mut resp = json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         json!({"type": "error", "error": {"type": kind, "message": message},
@@ -247,7 +295,10 @@ fn anthropic_status(status: u16) -> Response {
                 Some(vec![
                     ("anthropic-ratelimit-unified-status", "rejected".into()),
                     ("anthropic-ratelimit-unified-reset", reset),
-                    ("anthropic-ratelimit-unified-representative-claim", "five_hour".into()),
+                    (
+                        "anthropic-ratelimit-unified-representative-claim",
+                        "five_hour".into(),
+                    ),
                     ("retry-after", "3600".into()),
                 ]),
             )
@@ -311,7 +362,10 @@ fn anthropic_messages(rec: &RecordedRequest) -> Response {
     };
     let cut_first = delta(&deltas[0]);
     let tail = vec![
-        ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
         ev(
             "message_delta",
             json!({"type": "message_delta",
@@ -329,12 +383,16 @@ fn anthropic_messages(rec: &RecordedRequest) -> Response {
         stall: d.stall,
         drop: d.drop,
     });
-    resp.headers_mut().insert("request-id", HeaderValue::from_static("req_fake"));
+    resp.headers_mut()
+        .insert("request-id", HeaderValue::from_static("req_fake"));
     resp
 }
 
 fn now_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------- Gemini
@@ -358,11 +416,21 @@ fn gemini_status(status: u16) -> Response {
             "UNAUTHENTICATED",
             "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
         ),
-        403 => gemini_error(403, "PERMISSION_DENIED", "The caller does not have permission"),
-        400 => gemini_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
-        503 | 529 => {
-            gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
-        }
+        403 => gemini_error(
+            403,
+            "PERMISSION_DENIED",
+            "The caller does not have permission",
+        ),
+        400 => gemini_error(
+            400,
+            "INVALID_ARGUMENT",
+            "Request contains an invalid argument.",
+        ),
+        503 | 529 => gemini_error(
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.",
+        ),
         s => gemini_error(s, "INTERNAL", "An internal error has occurred."),
     }
 }
@@ -373,12 +441,14 @@ fn gemini(rec: &RecordedRequest) -> Response {
     }
     match rec.gemini_method() {
         Some("streamGenerateContent" | "generateContent") => gemini_generate(rec),
-        Some("countTokens") => {
-            json_response(StatusCode::OK, json!({"totalTokens": tokens(prompt_chars(rec))}))
-        }
-        Some("embedContent") => {
-            json_response(StatusCode::OK, json!({"embedding": {"values": [0.0, 0.0, 0.0]}}))
-        }
+        Some("countTokens") => json_response(
+            StatusCode::OK,
+            json!({"totalTokens": tokens(prompt_chars(rec))}),
+        ),
+        Some("embedContent") => json_response(
+            StatusCode::OK,
+            json!({"embedding": {"values": [0.0, 0.0, 0.0]}}),
+        ),
         _ => gemini_error(404, "NOT_FOUND", "Not found"),
     }
 }
@@ -415,7 +485,11 @@ fn gemini_generate(rec: &RecordedRequest) -> Response {
     }
     let sse = |v: Value| Bytes::from(format!("data: {v}\r\n\r\n"));
     let n = deltas.len();
-    let frames = deltas.iter().enumerate().map(|(i, t)| sse(chunk(t, i + 1 == n))).collect();
+    let frames = deltas
+        .iter()
+        .enumerate()
+        .map(|(i, t)| sse(chunk(t, i + 1 == n)))
+        .collect();
     sse_response(StreamPlan {
         head: vec![],
         deltas: frames,

@@ -30,8 +30,12 @@ async fn main() {
             }
         }
     }
-    let a = FakeServer::start(Vendor::Anthropic, ports.0).await.expect("bind anthropic port");
-    let g = FakeServer::start(Vendor::Gemini, ports.1).await.expect("bind gemini port");
+    let a = FakeServer::start(Vendor::Anthropic, ports.0)
+        .await
+        .expect("bind anthropic port");
+    let g = FakeServer::start(Vendor::Gemini, ports.1)
+        .await
+        .expect("bind gemini port");
     println!("anthropic={} gemini={}", a.base_url, g.base_url);
     let _ = std::io::stdout().flush();
     let _ = tokio::signal::ctrl_c().await;
