@@ -335,12 +335,15 @@ impl Pool {
             Some(p) => p,
             None => self.spawn(profile).await?,
         };
-        // One-shot processes are used up; long-lived ones come back after their reset.
-        if self.launcher.adapter.mode() == ProcessMode::OneShot && *profile != self.default_profile
-        {
-            self.clone().prestart(profile.clone());
+        // One-shot processes are used up: start their successors now. Long-lived ones come
+        // back after their reset, so they are replaced only when retired.
+        if self.launcher.adapter.mode() == ProcessMode::OneShot {
+            if *profile == self.default_profile {
+                self.refill_warm();
+            } else {
+                self.clone().prestart(profile.clone());
+            }
         }
-        self.refill_warm();
         let lease = Lease {
             pool: self.clone(),
             process: Some(process),

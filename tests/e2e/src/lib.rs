@@ -1,1 +1,356 @@
-//! Harness for cross-component tests.
+//! Harness for cross-component tests: starts the real `llm-mcp-hub` binary against the real
+//! `claude` and `gemini` CLIs (from `tests/cli`, pinned), which talk to fake model servers on
+//! 127.0.0.1.
+//!
+//! The hub binary must be built first (`cargo build -p llm-mcp-hub`; `scripts/test` does it),
+//! and the CLIs installed (`npm ci --prefix tests/cli`).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fake_models::FakeServer;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// Where the pinned CLIs are installed.
+pub fn cli_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LLM_MCP_HUB_TEST_CLI_BIN") {
+        return PathBuf::from(dir);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/node_modules/.bin");
+    assert!(
+        dir.join("claude").exists() && dir.join("gemini").exists(),
+        "the pinned CLIs are missing: run `npm ci --prefix tests/cli` (scripts/test does it)"
+    );
+    dir.canonicalize().expect("CLI dir")
+}
+
+/// The target directory of this build (`target/debug`).
+fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lies in target/<profile>/deps")
+        .to_path_buf()
+}
+
+pub fn hub_binary() -> PathBuf {
+    let bin = build_dir().join("llm-mcp-hub");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p llm-mcp-hub` first (scripts/test does it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A private directory for one test. It lies in the build tree, not /tmp: gemini refuses
+/// settings files below a world-writable directory.
+pub fn private_dir() -> tempfile::TempDir {
+    let root = build_dir().join("e2e-tmp");
+    std::fs::create_dir_all(&root).expect("e2e tmp root");
+    tempfile::Builder::new()
+        .prefix("hub-")
+        .tempdir_in(root)
+        .expect("private dir")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Options for one hub under test: extra TOML lines per provider and at top level.
+#[derive(Default, Clone)]
+pub struct HubOptions {
+    pub top: String,
+    pub claude: String,
+    pub gemini: String,
+    /// Start without the gemini provider (saves ≈1.5 s of CPU per warm process).
+    pub no_gemini: bool,
+    pub no_claude: bool,
+    /// Overrides the scratch directory (to test an unsafe one).
+    pub scratch_dir: Option<PathBuf>,
+}
+
+pub struct Hub {
+    pub base: String,
+    pub anthropic: FakeServer,
+    pub gemini: FakeServer,
+    pub http: reqwest::Client,
+    pub scratch: PathBuf,
+    child: Option<Child>,
+    pub log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    pub async fn start() -> Hub {
+        Hub::start_with(HubOptions::default()).await
+    }
+
+    pub async fn start_with(opts: HubOptions) -> Hub {
+        let anthropic = FakeServer::anthropic().await;
+        let gemini = FakeServer::gemini().await;
+        let dir = private_dir();
+        let root = dir.path();
+        let clis = cli_bin_dir();
+
+        // Wrappers point the real CLIs at the fake servers. Only a test does this: the hub
+        // itself strips ANTHROPIC_BASE_URL and every API key from the CLI's environment.
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        write_script(
+            &bin.join("claude"),
+            &format!(
+                "#!/bin/sh\nexport ANTHROPIC_BASE_URL={}\nexec {} \"$@\"\n",
+                anthropic.base_url,
+                clis.join("claude").display()
+            ),
+        );
+        write_script(
+            &bin.join("gemini"),
+            &format!(
+                "#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL={}\nexport GEMINI_API_KEY=test\nexec {} \"$@\"\n",
+                gemini.base_url,
+                clis.join("gemini").display()
+            ),
+        );
+        // Gemini's user settings select API-key auth for the fake server; the hub's own
+        // system settings still switch every tool off.
+        let gemini_home = root.join("gemini-home");
+        std::fs::create_dir_all(gemini_home.join(".gemini")).unwrap();
+        std::fs::write(
+            gemini_home.join(".gemini/settings.json"),
+            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
+        )
+        .unwrap();
+        let home = root.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let scratch = opts
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(|| root.join("scratch"));
+
+        let port = free_port();
+        let mut config = format!(
+            "listen = \"127.0.0.1:{port}\"\nscratch_dir = \"{}\"\nshutdown_grace_secs = 10\n{}\n",
+            scratch.display(),
+            opts.top
+        );
+        if !opts.no_claude {
+            config += &format!(
+                "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\n{}\n",
+                bin.join("claude").display(),
+                opts.claude
+            );
+        } else {
+            config += "[providers.claude]\nenabled = false\n";
+        }
+        if !opts.no_gemini {
+            config += &format!(
+                "[providers.gemini]\nkind = \"gemini\"\ncommand = \"{}\"\n{}\n",
+                bin.join("gemini").display(),
+                opts.gemini
+            );
+        } else {
+            config += "[providers.gemini]\nkind = \"gemini\"\nenabled = false\n";
+        }
+        let config_path = root.join("hub.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = root.join("hub.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+
+        let child = Command::new(hub_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("CLAUDE_CODE_OAUTH_TOKEN", "test-oauth-token")
+            .env("GEMINI_CLI_HOME", &gemini_home)
+            // Planted to prove the hub never hands an API key to a CLI.
+            .env("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
+            .env("OPENAI_API_KEY", "sk-must-not-leak")
+            .env("RUST_LOG", "info,llm_mcp_hub=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the hub");
+        let hub = Hub {
+            base: format!("http://127.0.0.1:{port}"),
+            anthropic,
+            gemini,
+            http: reqwest::Client::new(),
+            scratch,
+            child: Some(child),
+            log_path,
+            _dir: dir,
+        };
+        hub.wait_ready().await;
+        hub
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(self.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("hub did not start; log:\n{}", self.log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("hub running")
+    }
+
+    /// POSTs a chat completion request.
+    pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request reaches the hub")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// PIDs of every live process working in the hub's scratch directories: the CLIs and
+    /// anything they started.
+    pub fn cli_pids(&self) -> Vec<i32> {
+        processes_under(&self.scratch)
+    }
+
+    /// Waits until `check` holds for the CLI process list, or panics with the log.
+    pub async fn wait_for_clis(&self, what: &str, check: impl Fn(&[i32]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pids = self.cli_pids();
+            if check(&pids) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{what}: CLI processes now {pids:?}\nhub log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the provider reports `n` idle (warm) processes.
+    pub async fn wait_idle(&self, provider: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let providers = self.get_json("/v1/providers").await;
+            let idle = providers["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == provider)
+                .map(|p| p["pool"]["idle"].as_u64().unwrap());
+            if idle >= Some(n) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{provider}: {idle:?} idle processes, wanted {n}\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the hub to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("hub running");
+        let pid = Pid::from_raw(child.id().expect("pid") as i32);
+        kill(pid, Signal::SIGTERM).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("hub exits after SIGTERM")
+            .unwrap()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        // The CLIs must not outlive a test even when the hub is killed hard.
+        for pid in processes_under(&self.scratch) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Processes whose working directory lies under `dir` (zombies have none and are left out).
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
+/// Reads an SSE response into its `data:` payloads.
+pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
+    let text = response.text().await.expect("stream body");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(|d| d.trim().to_string())
+        .collect()
+}
+
+/// The user message for a fake model directive plus some text.
+pub fn user(text: &str) -> Value {
+    serde_json::json!({"role": "user", "content": text})
+}

@@ -1,0 +1,222 @@
+//! The real `claude` CLI behind the hub, against the fake Anthropic API.
+
+use e2e::{Hub, HubOptions, sse_data, user};
+use serde_json::{Value, json};
+
+fn claude_only(claude: &str) -> HubOptions {
+    HubOptions {
+        no_gemini: true,
+        claude: claude.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_and_sends_the_system_prompt_with_no_tools() {
+    let hub = Hub::start_with(claude_only("")).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [
+            {"role": "system", "content": "You answer like a pirate."},
+            user("hello there"),
+        ]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "claude/sonnet");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "echo: hello there"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        body["usage"]["total_tokens"].as_u64().unwrap(),
+        body["usage"]["prompt_tokens"].as_u64().unwrap()
+            + body["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+
+    let sent = hub.anthropic.chat_requests();
+    assert_eq!(sent.len(), 1);
+    let req = &sent[0];
+    assert!(
+        req.system_blocks()
+            .contains(&"You answer like a pirate.".to_string())
+    );
+    assert!(
+        req.tool_names().is_empty(),
+        "tools offered: {:?}",
+        req.tool_names()
+    );
+    assert_eq!(req.header("authorization"), Some("Bearer test-oauth-token"));
+    assert!(
+        req.header("x-api-key").is_none(),
+        "an API key reached the model server"
+    );
+    assert_eq!(req.last_user_text(), "hello there");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_openai_chunks_with_usage_then_done() {
+    let hub = Hub::start_with(claude_only("")).await;
+    let r = hub
+        .chat(json!({"model": "claude/sonnet", "stream": true,
+                     "stream_options": {"include_usage": true},
+                     "messages": [user("[[words:5]] count")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let data = sse_data(r).await;
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(text, "word1 word2 word3 word4 word5");
+    let deltas = chunks
+        .iter()
+        .filter(|c| {
+            c["choices"].get(0).is_some_and(|ch| {
+                ch["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty())
+            })
+        })
+        .count();
+    assert!(deltas >= 5, "expected token deltas, got {deltas} chunks");
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    let usage = &chunks[chunks.len() - 1];
+    assert_eq!(usage["choices"], json!([]));
+    assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn earlier_turns_reach_the_model_in_order() {
+    let hub = Hub::start_with(claude_only("")).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [
+            user("my name is Ada"),
+            {"role": "assistant", "content": "Nice to meet you, Ada."},
+            user("what is my name?"),
+        ]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let prompt = hub.anthropic.chat_requests()[0].last_user_text();
+    let a = prompt.find("my name is Ada").expect("first turn sent");
+    let b = prompt
+        .find("Nice to meet you, Ada.")
+        .expect("assistant turn sent");
+    let c = prompt.rfind("what is my name?").expect("new turn sent");
+    assert!(a < b && b < c, "turns out of order: {prompt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_process_carries_nothing_from_the_previous_request() {
+    // One process only, so the second request must reuse the first one's process.
+    let hub = Hub::start_with(claude_only(
+        "max_concurrency = 1\nwarm_processes = 1\nmax_idle = 1",
+    ))
+    .await;
+    hub.wait_idle("claude", 1).await;
+    let before = hub.cli_pids();
+    let first = hub
+        .chat(json!({"model": "claude", "messages": [user("secret-alpha-42")]}))
+        .await;
+    assert_eq!(first.status(), 200);
+    hub.wait_idle("claude", 1).await;
+    let second = hub
+        .chat(json!({"model": "claude", "messages": [user("what did I say?")]}))
+        .await;
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        second.json::<Value>().await.unwrap()["choices"][0]["message"]["content"],
+        "echo: what did I say?"
+    );
+
+    let sent = hub.anthropic.chat_requests();
+    assert_eq!(
+        sent.len(),
+        2,
+        "exactly one model call per request (the reset makes none)"
+    );
+    let second_body = sent[1].body.to_string();
+    assert!(
+        !second_body.contains("secret-alpha-42"),
+        "previous request leaked: {second_body}"
+    );
+    assert_eq!(hub.cli_pids(), before, "the warm process was not reused");
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("llm_mcp_hub_process_spawns_total{provider=\"claude\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_text_cannot_run_cli_commands() {
+    let hub = Hub::start_with(claude_only("max_concurrency = 1\nmax_idle = 1")).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("/model haiku")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    // The model got the text (and echoed it); the CLI did not switch models.
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "echo:  /model haiku"
+    );
+    hub.wait_idle("claude", 1).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("next")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = hub.anthropic.chat_requests();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].model(),
+        sent[1].model(),
+        "a client switched the pooled process's model"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_map_to_cli_models() {
+    let hub = Hub::start_with(claude_only("")).await;
+    let r = hub
+        .chat(json!({"model": "claude/haiku", "messages": [user("hi")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["model"], "claude/haiku");
+    let model = hub.anthropic.chat_requests()[0].model().unwrap();
+    assert!(model.contains("haiku"), "CLI asked for {model}");
+}
