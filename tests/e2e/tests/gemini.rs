@@ -1,0 +1,114 @@
+//! The real `gemini` CLI behind the hub, against the fake Gemini API.
+
+use e2e::{Hub, HubOptions, sse_data, user};
+use serde_json::{Value, json};
+
+fn gemini_only(gemini: &str) -> HubOptions {
+    HubOptions {
+        no_claude: true,
+        gemini: gemini.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_with_the_system_prompt_replaced_and_no_tools() {
+    let hub = Hub::start_with(gemini_only("")).await;
+    let r = hub
+        .chat(json!({"model": "gemini/gemini-2.5-pro", "messages": [
+            {"role": "system", "content": "You answer in haiku."},
+            user("hello gemini"),
+        ]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "gemini/gemini-2.5-pro");
+    let content = body["choices"][0]["message"]["content"].as_str().unwrap();
+    // The model sees the prompt after the one-newline stdin primer that keeps a pre-started
+    // gemini waiting (docs/cli-behaviour.md).
+    assert_eq!(content, "echo: \nhello gemini");
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    let sent = hub.gemini.chat_requests();
+    assert_eq!(sent.len(), 1);
+    let req = &sent[0];
+    assert!(req.path.contains("gemini-2.5-pro"), "{}", req.path);
+    // GEMINI_SYSTEM_MD replaced the CLI's coding-agent prompt entirely.
+    assert_eq!(req.system_text(), "You answer in haiku.");
+    assert!(req.tool_names().is_empty(), "tools offered: {:?}", req.tool_names());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_from_a_prestarted_process() {
+    let hub = Hub::start_with(gemini_only("")).await;
+    hub.wait_idle("gemini", 1).await;
+    let warm = hub.cli_pids();
+    let r = hub
+        .chat(json!({"model": "gemini", "stream": true, "messages": [user("[[words:4]] go")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let data = sse_data(r).await;
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let text: String = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .collect();
+    assert_eq!(text, "word1 word2 word3 word4");
+    // The pre-started process answered and exited; a successor is warming up.
+    hub.wait_for_clis("the used one-shot process exits", |pids| warm.iter().all(|p| !pids.contains(p)))
+        .await;
+    hub.wait_idle("gemini", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn earlier_turns_reach_the_model_in_order() {
+    let hub = Hub::start_with(gemini_only("")).await;
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [
+            user("the password is swordfish"),
+            {"role": "assistant", "content": "Noted."},
+            user("what is the password?"),
+        ]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let prompt = hub.gemini.chat_requests()[0].last_user_text();
+    let a = prompt.find("the password is swordfish").expect("first turn");
+    let b = prompt.find("Noted.").expect("assistant turn");
+    let c = prompt.rfind("what is the password?").expect("new turn");
+    assert!(a < b && b < c, "{prompt}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_usage_limit_fails_fast_instead_of_retrying_for_minutes() {
+    let hub = Hub::start_with(gemini_only("")).await;
+    let started = std::time::Instant::now();
+    let r = hub.chat(json!({"model": "gemini", "messages": [user("[[status:429]]")]})).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "usage_limit_reached");
+    // Not a timing assertion: the default deadline is 300 s; anything near it means the hub
+    // waited for the CLI's own backoff instead of reading its stderr.
+    assert!(started.elapsed().as_secs() < 120);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refuses_to_run_gemini_when_its_lockdown_would_be_ignored() {
+    // Gemini skips a system settings file below a world-writable directory such as /tmp,
+    // which would leave its file and web tools on. The hub must refuse, not serve.
+    let unsafe_dir = tempfile::Builder::new().prefix("hub-unsafe-").tempdir_in("/tmp").unwrap();
+    let hub = Hub::start_with(HubOptions {
+        scratch_dir: Some(unsafe_dir.path().to_path_buf()),
+        ..gemini_only("warm_processes = 0")
+    })
+    .await;
+    let r = hub.chat(json!({"model": "gemini", "messages": [user("read my files")]})).await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "provider_unavailable");
+    assert!(body["error"]["message"].as_str().unwrap().contains("lock-down"));
+    assert!(hub.gemini.chat_requests().iter().all(|r| r.tool_names().is_empty()),
+        "a request with tools reached the model");
+}
