@@ -164,6 +164,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Top-level keys that `LLM_MCP_HUB_*` environment variables may set.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "log_format",
+    "max_body_bytes",
+    "shutdown_grace_secs",
+    "scratch_dir",
+    "providers",
+];
+
 impl Config {
     pub fn scratch_root(&self) -> PathBuf {
         if let Some(dir) = &self.scratch_dir {
@@ -184,10 +194,25 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            .merge(Env::prefixed("LLM_MCP_HUB_").split("__"))
+            // Only keys this file defines: other LLM_MCP_HUB_* variables (LLM_MCP_HUB_CONFIG,
+            // settings of other commands) must not trip `deny_unknown_fields`.
+            .merge(
+                Env::prefixed("LLM_MCP_HUB_")
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        ENV_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                    })
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
