@@ -1,0 +1,394 @@
+//! Objects of an LLMProvider: one worker Deployment per account, a Service, a PodDisruptionBudget and
+//! a NetworkPolicy that lets only routers in.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use llm_mcp_hub_crds::{AccountSpec, LLMProvider, ProviderKind, labels};
+
+use super::{
+    BuildConfig, HUB_UID, base_labels, container_security, empty_dir, http_probe, meta,
+    pod_security, resources_or,
+};
+
+/// Port the workers listen on.
+pub const WORKER_PORT: i32 = 8081;
+/// Writable home of the hub's containers.
+pub const HOME: &str = "/home/hub";
+/// Where an account's Secret is mounted read-only (followed by `/<account>/`).
+pub const CREDENTIALS_DIR: &str = "/var/run/llm-mcp-hub/credentials";
+
+/// Everything an LLMProvider becomes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerObjects {
+    /// Service the routers discover workers through (via its EndpointSlices).
+    pub service: Service,
+    /// Keeps at most one worker pod of the provider voluntarily disrupted at a time.
+    pub pdb: PodDisruptionBudget,
+    /// Lets only routers reach the workers.
+    pub network_policy: NetworkPolicy,
+    /// One Deployment per account, in the order of `spec.credentials.accounts`.
+    pub deployments: Vec<Deployment>,
+}
+
+/// Name of the worker Service (and PDB, NetworkPolicy) of a provider.
+pub fn service_name(provider: &str) -> String {
+    format!("{provider}-workers")
+}
+
+/// Name of the worker Deployment of one account.
+pub fn deployment_name(provider: &str, account: &str) -> String {
+    format!("{provider}-{account}")
+}
+
+/// Labels of every worker object of a provider.
+pub fn provider_labels(p: &LLMProvider) -> BTreeMap<String, String> {
+    let mut l = base_labels(&p.name_any(), labels::COMPONENT_WORKER);
+    l.insert(labels::PROVIDER.to_owned(), p.name_any());
+    l.insert(
+        labels::PROVIDER_KIND.to_owned(),
+        p.spec.kind.as_str().to_owned(),
+    );
+    l
+}
+
+/// Selector of all worker pods of a provider.
+pub fn provider_selector(p: &LLMProvider) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::PROVIDER.to_owned(), p.name_any()),
+        (
+            labels::COMPONENT.to_owned(),
+            labels::COMPONENT_WORKER.to_owned(),
+        ),
+    ])
+}
+
+/// Label selector string matching every worker Deployment of a provider (used to prune).
+pub fn deployments_label_selector(p: &LLMProvider) -> String {
+    format!(
+        "{}={},{}={},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE,
+        labels::PROVIDER,
+        p.name_any(),
+        labels::COMPONENT,
+        labels::COMPONENT_WORKER
+    )
+}
+
+/// Builds all worker objects. `secret_hashes` maps an account name to a hash of its Secret's data.
+pub fn build(
+    p: &LLMProvider,
+    cfg: &BuildConfig,
+    secret_hashes: &BTreeMap<String, String>,
+) -> WorkerObjects {
+    let name = p.name_any();
+    let svc_name = service_name(&name);
+    let service = Service {
+        metadata: meta(p, &svc_name, provider_labels(p)),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_owned()),
+            selector: Some(provider_selector(p)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: WORKER_PORT,
+                target_port: Some(IntOrString::String("http".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                app_protocol: Some("http".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let pdb = PodDisruptionBudget {
+        metadata: meta(p, &svc_name, provider_labels(p)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(provider_selector(p)),
+                ..LabelSelector::default()
+            }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_owned()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    };
+    let network_policy = NetworkPolicy {
+        metadata: meta(p, &svc_name, provider_labels(p)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(provider_selector(p)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(router_pod_selector()),
+                        ..LabelSelector::default()
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(WORKER_PORT)),
+                    protocol: Some("TCP".to_owned()),
+                    ..NetworkPolicyPort::default()
+                }]),
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    };
+    let deployments = p
+        .spec
+        .credentials
+        .accounts
+        .iter()
+        .map(|a| {
+            let hash = secret_hashes.get(&a.name).map(String::as_str).unwrap_or("");
+            deployment(p, cfg, a, hash)
+        })
+        .collect();
+    WorkerObjects {
+        service,
+        pdb,
+        network_policy,
+        deployments,
+    }
+}
+
+/// Labels that identify router pods (of any HubGateway) in a namespace.
+pub fn router_pod_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            labels::COMPONENT.to_owned(),
+            labels::COMPONENT_ROUTER.to_owned(),
+        ),
+        (
+            labels::MANAGED_BY.to_owned(),
+            labels::MANAGED_BY_VALUE.to_owned(),
+        ),
+    ])
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &str) -> Deployment {
+    let name = p.name_any();
+    let spec = &p.spec;
+    let kind = spec.kind;
+    let mut labels = provider_labels(p);
+    labels.insert(labels::ACCOUNT.to_owned(), account.name.clone());
+    let mut selector = provider_selector(p);
+    selector.insert(labels::ACCOUNT.to_owned(), account.name.clone());
+    let secret_key = spec.secret_key(account).to_owned();
+    let cred_dir = format!("{CREDENTIALS_DIR}/{}", account.name);
+
+    let mut env_vars = vec![
+        env("HOME", HOME),
+        env("TMPDIR", "/tmp"),
+        env("LLM_MCP_HUB_CONCURRENCY", spec.concurrency.to_string()),
+        env(
+            "LLM_MCP_HUB_REQUEST_TIMEOUT_SECS",
+            spec.timeouts.request_secs.to_string(),
+        ),
+        env("LLM_MCP_HUB_MODELS", spec.models.allowed.join(",")),
+        env(
+            "LLM_MCP_HUB_DEFAULT_MODEL",
+            spec.models.default.clone().unwrap_or_default(),
+        ),
+        env("LLM_MCP_HUB_LOG_FORMAT", "json"),
+        env("LLM_MCP_HUB_PROVIDER_NAME", name.clone()),
+        env("LLM_MCP_HUB_ACCOUNT", account.name.clone()),
+    ];
+    if kind == ProviderKind::Claude {
+        env_vars.push(EnvVar {
+            name: "CLAUDE_CODE_OAUTH_TOKEN".to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: account.secret_ref.name.clone(),
+                    key: secret_key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+
+    let home_mounts = vec![
+        VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "home".to_owned(),
+            mount_path: HOME.to_owned(),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![empty_dir("tmp", "1Gi"), empty_dir("home", "1Gi")];
+    let mut init_containers = Vec::new();
+    if let Some(script) = install_credentials_script(kind, &cred_dir, &secret_key) {
+        volumes.push(Volume {
+            name: "credentials".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(account.secret_ref.name.clone()),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        let mut mounts = home_mounts.clone();
+        mounts.push(VolumeMount {
+            name: "credentials".to_owned(),
+            mount_path: cred_dir.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        init_containers.push(Container {
+            name: "install-credentials".to_owned(),
+            image: Some(image(cfg, spec.image.as_deref())),
+            image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+            command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), script]),
+            security_context: Some(container_security()),
+            resources: Some(resources_or(None, "10m", "16Mi", "64Mi")),
+            volume_mounts: Some(mounts),
+            ..Container::default()
+        });
+    }
+
+    let container = Container {
+        name: "worker".to_owned(),
+        image: Some(image(cfg, spec.image.as_deref())),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        command: Some(vec!["llm-mcp-hub".to_owned()]),
+        args: Some(vec![
+            "worker".to_owned(),
+            "--provider".to_owned(),
+            kind.as_str().to_owned(),
+            "--listen".to_owned(),
+            format!("0.0.0.0:{WORKER_PORT}"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: WORKER_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(env_vars),
+        resources: Some(resources_or(
+            spec.resources.as_ref(),
+            "250m",
+            "512Mi",
+            "2Gi",
+        )),
+        security_context: Some(container_security()),
+        startup_probe: Some(http_probe("/healthz", 2, 60)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        volume_mounts: Some(home_mounts),
+        ..Container::default()
+    };
+
+    let sched = &spec.scheduling;
+    let pod = PodSpec {
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(pod_security(HUB_UID)),
+        termination_grace_period_seconds: Some(i64::from(spec.timeouts.request_secs) + 15),
+        init_containers: (!init_containers.is_empty()).then_some(init_containers),
+        containers: vec![container],
+        volumes: Some(volumes),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
+            .then(|| spec.image_pull_secrets.clone()),
+        node_selector: (!sched.node_selector.is_empty()).then(|| sched.node_selector.clone()),
+        tolerations: (!sched.tolerations.is_empty()).then(|| sched.tolerations.clone()),
+        affinity: sched.affinity.clone(),
+        topology_spread_constraints: (!sched.topology_spread_constraints.is_empty())
+            .then(|| sched.topology_spread_constraints.clone()),
+        priority_class_name: sched.priority_class_name.clone(),
+        ..PodSpec::default()
+    };
+
+    Deployment {
+        metadata: meta(p, deployment_name(&name, &account.name), labels.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            revision_history_limit: Some(3),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        labels::ANNOTATION_SECRET_HASH.to_owned(),
+                        hash.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+fn image(cfg: &BuildConfig, spec_image: Option<&str>) -> String {
+    spec_image.map_or_else(|| cfg.image.clone(), str::to_owned)
+}
+
+/// Default gemini settings: OAuth login, no built-in tools, no MCP servers.
+pub const GEMINI_SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"oauth-personal"}},"tools":{"core":[]},"mcp":{"allowed":[]}}"#;
+
+/// The init container's script that copies file-based logins (gemini, codex) from the read-only
+/// Secret into the writable home, where the CLI can rewrite refreshed tokens. None for claude.
+pub fn install_credentials_script(kind: ProviderKind, cred_dir: &str, key: &str) -> Option<String> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let src = quote(&format!("{cred_dir}/{key}"));
+    match kind {
+        ProviderKind::Claude => None,
+        ProviderKind::Gemini => Some(format!(
+            "set -eu\numask 077\nmkdir -p {HOME}/.gemini\ncp {src} {HOME}/.gemini/oauth_creds.json\n\
+             if [ -f {settings} ]; then cp {settings} {HOME}/.gemini/settings.json; \
+             else printf '%s' {default} > {HOME}/.gemini/settings.json; fi\n",
+            settings = quote(&format!("{cred_dir}/settings.json")),
+            default = quote(GEMINI_SETTINGS),
+        )),
+        ProviderKind::Codex => Some(format!(
+            "set -eu\numask 077\nmkdir -p {HOME}/.codex\ncp {src} {HOME}/.codex/auth.json\n"
+        )),
+    }
+}

@@ -1,0 +1,383 @@
+//! HubGateway → router Deployment, Service, ConfigMap, RBAC, Ingress, session store, status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use llm_mcp_hub_crds::{HubGateway, HubGatewayStatus, LLMProvider, SessionStoreMode, condition};
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::json;
+
+use super::{Context, Error, SecretNeed, apply, delete_if_exists, read_secrets};
+use crate::builders::gateway::{self, GatewayInputs};
+use crate::builders::{FIELD_MANAGER, hash_parts};
+use crate::conditions;
+use crate::validate::{self, Problem};
+
+/// Kind label in metrics and logs.
+pub const KIND: &str = "HubGateway";
+/// How often a healthy gateway is looked at again without any change.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a gateway whose rollout is in progress is looked at again.
+pub const PROGRESS_RECHECK: Duration = Duration::from_secs(15);
+
+/// Reconciles one HubGateway.
+pub async fn reconcile(g: Arc<HubGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
+    let result = reconcile_inner(&g, &ctx).await;
+    ctx.metrics
+        .duration
+        .with_label_values(&[KIND])
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.succeeded(g.as_ref());
+    }
+    result
+}
+
+/// Generates a Redis password (alphanumeric, so it is safe inside a URL).
+pub fn generate_password() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
+async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error> {
+    if g.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = g.namespace().ok_or(Error::NoNamespace)?;
+    let name = g.name_any();
+    let spec = &g.spec;
+
+    // 1. Check everything before writing anything.
+    if let Err(problem) = validate::gateway(spec) {
+        return report_problem(g, ctx, &ns, problem).await;
+    }
+    let mut needs = vec![SecretNeed {
+        name: &spec.api_keys_secret_ref.name,
+        key: spec.api_keys_key(),
+        field: "apiKeysSecretRef".to_owned(),
+    }];
+    if let (SessionStoreMode::External, Some(ext)) =
+        (spec.session_store.mode, &spec.session_store.external)
+    {
+        needs.push(SecretNeed {
+            name: &ext.url_secret_ref.name,
+            key: ext.url_key(),
+            field: "sessionStore.external.urlSecretRef".to_owned(),
+        });
+    }
+    let data = match read_secrets(&ctx.client, &ns, &needs).await? {
+        Ok(d) => d,
+        Err(problem) => return report_problem(g, ctx, &ns, problem).await,
+    };
+    let secret_hash = hash_parts(data.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+
+    // The managed Redis password is generated once and kept in the owned Secret.
+    let redis_password = if spec.session_store.mode == SessionStoreMode::Managed {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let existing = secrets.get_opt(&gateway::redis_secret_name(&name)).await?;
+        let kept = existing
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("password").cloned())
+            .and_then(|b| String::from_utf8(b.0).ok())
+            .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        Some(kept.unwrap_or_else(generate_password))
+    } else {
+        None
+    };
+
+    // Which providers the gateway serves.
+    let providers: Api<LLMProvider> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = gateway::selector_string(spec.provider_selector.as_ref());
+    let mut served: Vec<String> = providers
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    served.sort();
+
+    // 2. Apply.
+    let objs = gateway::build(
+        g,
+        &ctx.config,
+        &GatewayInputs {
+            secret_hash,
+            redis_password,
+        },
+    );
+    let c = &ctx.client;
+    apply(c, &ns, &objs.service_account).await?;
+    apply(c, &ns, &objs.role).await?;
+    apply(c, &ns, &objs.role_binding).await?;
+    apply(c, &ns, &objs.config_map).await?;
+    let mut redis_ready = true;
+    match &objs.redis {
+        Some(r) => {
+            apply(c, &ns, &r.secret).await?;
+            apply(c, &ns, &r.service).await?;
+            apply(c, &ns, &r.network_policy).await?;
+            let sts = apply(c, &ns, &r.stateful_set).await?;
+            redis_ready = sts
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                >= 1;
+        }
+        None => {
+            // Switched to an external store: remove the managed Redis (its PVC goes with the
+            // StatefulSet's retention policy).
+            let rname = gateway::redis_name(&name);
+            delete_if_exists::<StatefulSet>(c, &ns, &rname).await?;
+            delete_if_exists::<Service>(c, &ns, &rname).await?;
+            delete_if_exists::<NetworkPolicy>(c, &ns, &rname).await?;
+            delete_if_exists::<Secret>(c, &ns, &gateway::redis_secret_name(&name)).await?;
+        }
+    }
+    apply(c, &ns, &objs.service).await?;
+    let deployment = apply(c, &ns, &objs.deployment).await?;
+    match &objs.ingress {
+        Some(ing) => {
+            apply(c, &ns, ing).await?;
+        }
+        None => delete_if_exists::<Ingress>(c, &ns, &name).await?,
+    }
+
+    // 3. Status.
+    let (status, progressing) = status_from(g, &deployment, redis_ready, served, Timestamp::now());
+    publish_status(g, ctx, &ns, status).await?;
+    Ok(Action::requeue(if progressing {
+        PROGRESS_RECHECK
+    } else {
+        RESYNC
+    }))
+}
+
+/// Computes the status. Returns it and whether a rollout is in progress.
+pub fn status_from(
+    g: &HubGateway,
+    deployment: &Deployment,
+    redis_ready: bool,
+    served: Vec<String>,
+    now: Timestamp,
+) -> (HubGatewayStatus, bool) {
+    let old = g.status.clone().unwrap_or_default();
+    let generation = g.meta().generation;
+    let desired = g.spec.replicas;
+    let st = deployment.status.clone().unwrap_or_default();
+    let ready = st.ready_replicas.unwrap_or(0);
+    let updated = st.updated_replicas.unwrap_or(0);
+    let observed =
+        st.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
+    let progressing = !observed
+        || ready < desired
+        || updated < desired
+        || st.replicas.unwrap_or(0) > desired
+        || !redis_ready;
+    let failed = st.conditions.iter().flatten().find_map(|c| {
+        let stuck = c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded");
+        (stuck || (c.type_ == "ReplicaFailure" && c.status == "True"))
+            .then(|| c.message.clone().unwrap_or_default())
+    });
+    let mut conds = old.conditions.clone();
+    let (is_ready, reason, message) = if let Some(msg) = &failed {
+        (
+            false,
+            "DeploymentFailed",
+            format!("router Deployment: {msg}"),
+        )
+    } else if desired == 0 {
+        (
+            false,
+            "ScaledToZero",
+            "replicas is 0: no router runs".to_owned(),
+        )
+    } else if !redis_ready {
+        (
+            false,
+            "SessionStoreNotReady",
+            "the managed Redis is not ready yet".to_owned(),
+        )
+    } else if served.is_empty() {
+        (
+            false,
+            "NoProviders",
+            "no LLMProvider in the namespace matches providerSelector".to_owned(),
+        )
+    } else if ready == 0 {
+        (
+            false,
+            "RoutersNotReady",
+            format!("0/{desired} router pods ready"),
+        )
+    } else {
+        (
+            true,
+            "RoutersReady",
+            format!(
+                "{ready}/{desired} router pods ready, serving {}",
+                served.join(", ")
+            ),
+        )
+    };
+    conditions::set(
+        &mut conds,
+        condition::READY,
+        is_ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut conds,
+        condition::PROGRESSING,
+        progressing,
+        if progressing {
+            "RollingOut"
+        } else {
+            "RolloutComplete"
+        },
+        format!("{ready}/{desired} router pods ready and up to date"),
+        generation,
+        now,
+    );
+    match &failed {
+        Some(msg) => conditions::set(
+            &mut conds,
+            condition::DEGRADED,
+            true,
+            "DeploymentFailed",
+            msg.clone(),
+            generation,
+            now,
+        ),
+        None => conditions::set(
+            &mut conds,
+            condition::DEGRADED,
+            false,
+            "AsExpected",
+            "no problem found",
+            generation,
+            now,
+        ),
+    }
+    let status = HubGatewayStatus {
+        conditions: conds,
+        observed_generation: generation,
+        url: Some(gateway::url(g)),
+        served_providers: served,
+        replicas: desired,
+        ready_replicas: ready,
+    };
+    (status, progressing)
+}
+
+async fn report_problem(
+    g: &HubGateway,
+    ctx: &Context,
+    ns: &str,
+    problem: Problem,
+) -> Result<Action, Error> {
+    ctx.metrics
+        .problems
+        .with_label_values(&[KIND, problem.reason])
+        .inc();
+    tracing::warn!(%ns, name = %g.name_any(), reason = problem.reason, message = %problem.message, "HubGateway cannot be reconciled");
+    let now = Timestamp::now();
+    let old = g.status.clone().unwrap_or_default();
+    let generation = g.meta().generation;
+    let mut conds = old.conditions.clone();
+    conditions::set(
+        &mut conds,
+        condition::READY,
+        false,
+        problem.reason,
+        &problem.message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut conds,
+        condition::DEGRADED,
+        true,
+        problem.reason,
+        &problem.message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut conds,
+        condition::PROGRESSING,
+        false,
+        problem.reason,
+        "waiting for the problem to be fixed",
+        generation,
+        now,
+    );
+    let status = HubGatewayStatus {
+        conditions: conds,
+        observed_generation: generation,
+        ..old
+    };
+    publish_status(g, ctx, ns, status).await?;
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn publish_status(
+    g: &HubGateway,
+    ctx: &Context,
+    ns: &str,
+    status: HubGatewayStatus,
+) -> Result<(), Error> {
+    let before = g
+        .status
+        .as_ref()
+        .and_then(|s| conditions::get(&s.conditions, condition::READY))
+        .map(|(s, r)| (s.to_owned(), r.to_owned()));
+    let after = conditions::get(&status.conditions, condition::READY)
+        .map(|(s, r)| (s.to_owned(), r.to_owned()));
+    let message = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition::READY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    if g.status.as_ref() != Some(&status) {
+        let api: Api<HubGateway> = Api::namespaced(ctx.client.clone(), ns);
+        let patch = json!({
+            "apiVersion": llm_mcp_hub_crds::API_VERSION,
+            "kind": KIND,
+            "status": status,
+        });
+        api.patch_status(
+            &g.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    if before != after
+        && let Some((s, reason)) = after
+    {
+        let type_ = if s == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.event(g, type_, &reason, "Reconcile", message).await;
+    }
+    Ok(())
+}
