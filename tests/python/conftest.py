@@ -1,0 +1,110 @@
+"""Starts the real llm-mcp-hub binary, the real CLIs (tests/cli) and the fake model servers.
+
+Needs: `cargo build -p llm-mcp-hub -p fake-models` and `npm ci --prefix tests/cli`
+(scripts/test does both). Paths can be overridden with LLM_MCP_HUB_BIN_DIR and
+LLM_MCP_HUB_TEST_CLI_BIN.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("LLM_MCP_HUB_BIN_DIR", ROOT / "target" / "debug"))
+CLI_BIN = Path(os.environ.get("LLM_MCP_HUB_TEST_CLI_BIN", ROOT / "tests" / "cli" / "node_modules" / ".bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+class RunningHub:
+    def __init__(self, base_url: str, fakes: dict, log: Path):
+        self.base_url = base_url
+        self.fakes = fakes
+        self.log = log
+
+    def fake_requests(self, vendor: str) -> list:
+        with urllib.request.urlopen(self.fakes[vendor] + "/_fake/requests") as r:
+            return json.load(r)
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, dict]:
+        req = urllib.request.Request(self.base_url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+
+@pytest.fixture(scope="session")
+def hub():
+    for needed in [BIN_DIR / "llm-mcp-hub", BIN_DIR / "fake-models", CLI_BIN / "claude", CLI_BIN / "gemini"]:
+        assert needed.exists(), f"{needed} is missing: run scripts/test"
+    # Not below /tmp: gemini ignores lock-down settings below a world-writable directory.
+    root = ROOT / "target" / "python-e2e"
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
+
+    fake = subprocess.Popen([BIN_DIR / "fake-models"], stdout=subprocess.PIPE, text=True)
+    line = fake.stdout.readline().split()
+    fakes = dict(part.split("=", 1) for part in line)
+
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    write_script(bin_dir / "claude",
+                 f"#!/bin/sh\nexport ANTHROPIC_BASE_URL={fakes['anthropic']}\nexec {CLI_BIN / 'claude'} \"$@\"\n")
+    write_script(bin_dir / "gemini",
+                 f"#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL={fakes['gemini']}\nexport GEMINI_API_KEY=test\n"
+                 f"exec {CLI_BIN / 'gemini'} \"$@\"\n")
+    gemini_home = work / "gemini-home"
+    (gemini_home / ".gemini").mkdir(parents=True)
+    (gemini_home / ".gemini" / "settings.json").write_text(
+        '{"security":{"auth":{"selectedType":"gemini-api-key"}}}')
+    (work / "home").mkdir()
+
+    port = free_port()
+    config = work / "hub.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:{port}"\nscratch_dir = "{work / "scratch"}"\n'
+        f'[providers.claude]\nkind = "claude"\ncommand = "{bin_dir / "claude"}"\n'
+        f'[providers.gemini]\nkind = "gemini"\ncommand = "{bin_dir / "gemini"}"\n')
+    log = work / "hub.log"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(work / "home"),
+        "CLAUDE_CODE_OAUTH_TOKEN": "test-oauth-token",
+        "GEMINI_CLI_HOME": str(gemini_home),
+    }
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen([BIN_DIR / "llm-mcp-hub", "serve", "--config", config],
+                                env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 20
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz")
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError("hub did not start:\n" + log.read_text())
+            time.sleep(0.05)
+    yield RunningHub(base, fakes, log)
+    proc.terminate()
+    proc.wait(timeout=30)
+    fake.terminate()
+    fake.wait(timeout=10)
