@@ -22,9 +22,12 @@
 //! | `[[reply:TEXT]]` | answer exactly `TEXT` (3 deltas) |
 //! | `[[words:N]]` | answer `word1 word2 … wordN`, one word per delta |
 //! | `[[delay-ms:N]]` | wait `N` ms between deltas |
-//! | `[[stall]]` | send the first delta, then keep the connection open forever |
-//! | `[[drop]]` | send the first delta, then abort the connection |
+//! | `[[stall]]` | send the first delta, then keep the connection open until the client leaves |
+//! | `[[drop]]` | send the first delta, wait 100 ms, then abort the connection |
 //! | `[[status:N]]` | HTTP error `N` in the vendor's shape (see below) |
+//!
+//! Non-streaming generations honour the same directives; with `[[stall]]` / `[[drop]]`
+//! they send the headers and `{`, then stall or abort.
 //!
 //! Errors: Anthropic 429 is `rate_limit_error` with `anthropic-ratelimit-unified-status:
 //! rejected`, `anthropic-ratelimit-unified-reset: <now+3600>`,

@@ -252,6 +252,25 @@ fn sse_response(p: StreamPlan) -> Response {
     resp
 }
 
+/// A non-streaming answer that never completes: the headers and an opening `{`, then the
+/// body stalls until the client goes away (`stall`) or the connection is aborted.
+fn broken_json_response(stall: bool) -> Response {
+    let mut resp = sse_response(StreamPlan {
+        head: vec![],
+        deltas: vec![],
+        cut_first: Bytes::from_static(b"{"),
+        tail: vec![],
+        delay: None,
+        stall,
+        drop: !stall,
+    });
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 // ---------------------------------------------------------------- Anthropic
 
 fn anthropic(rec: &RecordedRequest) -> Response {
@@ -328,6 +347,9 @@ fn anthropic_messages(rec: &RecordedRequest) -> Response {
         tokens(deltas.concat().len())
     };
     if !rec.is_streaming() {
+        if d.stall || d.drop {
+            return broken_json_response(d.stall);
+        }
         return json_response(
             StatusCode::OK,
             json!({"id": id, "type": "message", "role": "assistant", "model": model,
@@ -481,6 +503,9 @@ fn gemini_generate(rec: &RecordedRequest) -> Response {
                "modelVersion": model, "responseId": id})
     };
     if !rec.is_streaming() {
+        if d.stall || d.drop {
+            return broken_json_response(d.stall);
+        }
         return json_response(StatusCode::OK, chunk(&deltas.concat(), true));
     }
     let sse = |v: Value| Bytes::from(format!("data: {v}\r\n\r\n"));

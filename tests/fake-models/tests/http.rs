@@ -160,6 +160,14 @@ async fn drop_and_stall() {
         "a dropped stream must fail to complete"
     );
 
+    let mut body = anthropic_body("[[drop]]");
+    body["stream"] = json!(false);
+    let resp = post(url.clone(), &body).await;
+    assert!(
+        resp.text().await.is_err(),
+        "a dropped answer must fail to complete"
+    );
+
     let mut resp = post(url, &anthropic_body("[[stall]]")).await;
     let mut got = String::new();
     while !got.contains("text_delta") {
