@@ -231,13 +231,16 @@ impl MockApi {
                     (201, b)
                 } else {
                     let Some(step) = steps.pop_front() else {
+                        eprintln!("mock API server: unexpected request {method} {path}");
                         return Err(format!("unexpected request {method} {path}"));
                     };
                     if step.method != method || step.path != path {
-                        return Err(format!(
+                        let e = format!(
                             "expected {} {}, got {method} {path}",
                             step.method, step.path
-                        ));
+                        );
+                        eprintln!("mock API server: {e}");
+                        return Err(e);
                     }
                     match step.reply {
                         Reply::Json(code, v) => (code, v),
@@ -284,4 +287,4 @@ impl MockApi {
 }
 
 /// The apply query kube sends for server-side apply with force.
-pub const APPLY: &str = "?force=true&fieldManager=llm-mcp-hub-operator";
+pub const APPLY: &str = "?&force=true&fieldManager=llm-mcp-hub-operator";
