@@ -29,36 +29,74 @@ async fn post_raw(hub: &Hub, body: &str, content_type: &str) -> (u16, Value) {
 async fn bad_input_gets_openai_errors_with_the_right_status() {
     let hub = Hub::start_with(claude_only("max_body_bytes = 2048", "warm_processes = 0")).await;
 
-    let (status, body) = post_raw(&hub, "{\"model\": \"claude\", \"messages\": [", "application/json").await;
+    let (status, body) = post_raw(
+        &hub,
+        "{\"model\": \"claude\", \"messages\": [",
+        "application/json",
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["type"], "invalid_request_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("EOF"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("EOF"),
+        "{body}"
+    );
 
-    let (status, body) = post_raw(&hub, "{\"model\": \"claude\", \"messages\": 5}", "application/json").await;
+    let (status, body) = post_raw(
+        &hub,
+        "{\"model\": \"claude\", \"messages\": 5}",
+        "application/json",
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("messages"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages"),
+        "{body}"
+    );
 
     let (status, body) = post_raw(&hub, "{}", "text/plain").await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("Content-Type"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type"),
+        "{body}"
+    );
 
     let big = json!({"model": "claude", "messages": [user(&"x".repeat(4096))]}).to_string();
     let (status, body) = post_raw(&hub, &big, "application/json").await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], "request_too_large");
 
-    let r = hub.chat(json!({"model": "gpt-4o", "messages": [user("hi")]})).await;
+    let r = hub
+        .chat(json!({"model": "gpt-4o", "messages": [user("hi")]}))
+        .await;
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "model_not_found");
-    assert!(body["error"]["message"].as_str().unwrap().contains("claude/sonnet"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("claude/sonnet"),
+        "{body}"
+    );
 
-    let r = hub.chat(json!({"model": "claude", "messages": [{"role": "assistant", "content": "x"}]})).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [{"role": "assistant", "content": "x"}]}))
+        .await;
     assert_eq!(r.status(), 400);
 
     let r = hub.http.get(hub.url("/v2/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_found");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
 
     // Nothing reached a model, and nothing was started for these requests.
     assert!(hub.anthropic.chat_requests().is_empty());
@@ -70,8 +108,16 @@ async fn discovery_health_and_metrics() {
     let hub = Hub::start_with(claude_only("", "")).await;
     let models = hub.get_json("/v1/models").await;
     assert_eq!(models["object"], "list");
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["claude", "claude/sonnet", "claude/opus", "claude/haiku"]);
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["claude", "claude/sonnet", "claude/opus", "claude/haiku"]
+    );
 
     hub.wait_idle("claude", 1).await;
     let providers = hub.get_json("/v1/providers").await;
@@ -83,12 +129,38 @@ async fn discovery_health_and_metrics() {
     assert_eq!(claude["limits"]["max_concurrency"], 4);
 
     assert_eq!(hub.get_json("/health").await["status"], "ok");
-    assert_eq!(hub.http.get(hub.url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(hub.http.get(hub.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        hub.http
+            .get(hub.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        hub.http
+            .get(hub.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
-    let r = hub.chat(json!({"model": "claude", "stream": true, "messages": [user("hi")]})).await;
+    let r = hub
+        .chat(json!({"model": "claude", "stream": true, "messages": [user("hi")]}))
+        .await;
     assert_eq!(sse_data(r).await.last().unwrap(), "[DONE]");
-    let metrics = hub.http.get(hub.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "llm_mcp_hub_requests_total{outcome=\"ok\",provider=\"claude\"} 1",
         "llm_mcp_hub_request_duration_seconds_count{provider=\"claude\"} 1",
@@ -110,13 +182,27 @@ async fn no_api_key_reaches_a_cli() {
     for pid in pids {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let environ = String::from_utf8_lossy(&environ);
-        let names: Vec<&str> = environ.split('\0').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)).collect();
-        for denied in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"] {
-            assert!(!names.contains(&denied), "{denied} reached pid {pid}: {names:?}");
+        let names: Vec<&str> = environ
+            .split('\0')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+            .collect();
+        for denied in [
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "GEMINI_API_KEY",
+            "GOOGLE_API_KEY",
+        ] {
+            assert!(
+                !names.contains(&denied),
+                "{denied} reached pid {pid}: {names:?}"
+            );
         }
         assert!(names.contains(&"CLAUDE_CODE_OAUTH_TOKEN"), "{names:?}");
         let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
-        assert!(cmdline.contains("--tools=\0") || cmdline.contains("--tools="), "{cmdline:?}");
+        assert!(
+            cmdline.contains("--tools=\0") || cmdline.contains("--tools="),
+            "{cmdline:?}"
+        );
     }
 }
 
@@ -143,11 +229,17 @@ async fn sigterm_finishes_in_flight_streams_then_leaves_no_process() {
             text
         };
         let (status, text) = tokio::join!(exit, rest);
-        assert!(text.contains("word15") && text.contains("[DONE]"), "stream cut short: {text}");
+        assert!(
+            text.contains("word15") && text.contains("[DONE]"),
+            "stream cut short: {text}"
+        );
         status
     };
     assert!(status.success(), "hub exit: {status:?}");
     // Killed processes take a moment to disappear; a survivor fails after 30 s.
-    hub.wait_for_clis("CLI processes must not outlive the hub", |pids| pids.is_empty()).await;
+    hub.wait_for_clis("CLI processes must not outlive the hub", |pids| {
+        pids.is_empty()
+    })
+    .await;
     assert!(hub.http.get(hub.url("/healthz")).send().await.is_err());
 }

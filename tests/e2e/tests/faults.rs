@@ -28,14 +28,27 @@ async fn a_stalled_stream_times_out_with_504_and_the_process_is_gone() {
     let hub = Hub::start_with(claude_only("idle_timeout_secs = 2\nmax_concurrency = 1")).await;
     hub.wait_idle("claude", 1).await;
     let warm = hub.cli_pids();
-    let (status, body) = error_of(hub.chat(json!({"model": "claude", "messages": [user("[[stall]]")]})).await).await;
+    let (status, body) = error_of(
+        hub.chat(json!({"model": "claude", "messages": [user("[[stall]]")]}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"]["code"], "provider_timeout");
-    assert!(body["error"]["message"].as_str().unwrap().contains("claude"));
-    hub.wait_for_clis("the stalled CLI must be killed", |pids| warm.iter().all(|p| !pids.contains(p)))
-        .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("claude")
+    );
+    hub.wait_for_clis("the stalled CLI must be killed", |pids| {
+        warm.iter().all(|p| !pids.contains(p))
+    })
+    .await;
     // The pool recovers: a fresh process answers the next request.
-    let r = hub.chat(json!({"model": "claude", "messages": [user("again")]})).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("again")]}))
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -61,9 +74,19 @@ async fn a_client_that_goes_away_mid_stream_kills_the_process_group() {
         warm.iter().all(|p| !pids.contains(p))
     })
     .await;
-    let metrics = hub.http.get(hub.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.contains("llm_mcp_hub_process_retired_total{provider=\"claude\",reason=\"aborted\"} 1"),
+        metrics.contains(
+            "llm_mcp_hub_process_retired_total{provider=\"claude\",reason=\"aborted\"} 1"
+        ),
         "{metrics}"
     );
 }
@@ -71,19 +94,35 @@ async fn a_client_that_goes_away_mid_stream_kills_the_process_group() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_usage_limit_is_a_429_with_its_reset_time_and_is_remembered() {
     let hub = Hub::start_with(claude_only("")).await;
-    let r = hub.chat(json!({"model": "claude", "messages": [user("[[status:429]]")]})).await;
-    let retry_after: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("[[status:429]]")]}))
+        .await;
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (status, body) = error_of(r).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "usage_limit_reached");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("claude") && message.contains("resets at"), "{message}");
+    assert!(
+        message.contains("claude") && message.contains("resets at"),
+        "{message}"
+    );
     // The fake server's reset is an hour away.
-    assert!((3000..=3700).contains(&retry_after), "Retry-After {retry_after}");
+    assert!(
+        (3000..=3700).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
 
     // Known limit: the next request fails fast without reaching the model.
     let calls = hub.anthropic.chat_requests().len();
-    let (status, _) = error_of(hub.chat(json!({"model": "claude", "messages": [user("hi")]})).await).await;
+    let (status, _) = error_of(
+        hub.chat(json!({"model": "claude", "messages": [user("hi")]}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 429);
     assert_eq!(hub.anthropic.chat_requests().len(), calls);
     let providers = hub.get_json("/v1/providers").await;
@@ -96,10 +135,19 @@ async fn a_usage_limit_is_a_429_with_its_reset_time_and_is_remembered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rejected_login_is_a_503_naming_the_provider() {
     let hub = Hub::start_with(claude_only("")).await;
-    let (status, body) = error_of(hub.chat(json!({"model": "claude", "messages": [user("[[status:401]]")]})).await).await;
+    let (status, body) = error_of(
+        hub.chat(json!({"model": "claude", "messages": [user("[[status:401]]")]}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "provider_not_logged_in");
-    assert!(body["error"]["message"].as_str().unwrap().contains("'claude'"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'claude'")
+    );
     let ready = hub.http.get(hub.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "the only provider cannot answer");
 }
@@ -120,7 +168,9 @@ async fn a_killed_cli_is_a_502_and_a_fresh_process_serves_the_next_request() {
                 .unwrap()
         })
     };
-    hub.anthropic.wait_for_chat_requests(1, Duration::from_secs(20)).await;
+    hub.anthropic
+        .wait_for_chat_requests(1, Duration::from_secs(20))
+        .await;
     for pid in &victim {
         let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
     }
@@ -128,18 +178,38 @@ async fn a_killed_cli_is_a_502_and_a_fresh_process_serves_the_next_request() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "provider_failed");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(!message.contains("exit") && !message.contains("stderr"), "raw CLI detail leaked: {message}");
+    assert!(
+        !message.contains("exit") && !message.contains("stderr"),
+        "raw CLI detail leaked: {message}"
+    );
 
-    let r = hub.chat(json!({"model": "claude", "messages": [user("still there?")]})).await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("still there?")]}))
+        .await;
     assert_eq!(r.status(), 200);
-    let metrics = hub.http.get(hub.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("llm_mcp_hub_process_crashes_total{provider=\"claude\"} 1"), "{metrics}");
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("llm_mcp_hub_process_crashes_total{provider=\"claude\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_overloaded_upstream_fails_fast_with_502() {
     let hub = Hub::start_with(claude_only("max_upstream_retries = 1")).await;
-    let (status, body) = error_of(hub.chat(json!({"model": "claude", "messages": [user("[[status:529]]")]})).await).await;
+    let (status, body) = error_of(
+        hub.chat(json!({"model": "claude", "messages": [user("[[status:529]]")]}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "upstream_error");
 }
@@ -160,8 +230,12 @@ async fn a_full_pool_and_queue_answers_429_with_retry_after() {
                 .status()
         })
     };
-    hub.anthropic.wait_for_chat_requests(1, Duration::from_secs(20)).await;
-    let r = hub.chat(json!({"model": "claude", "messages": [user("me too")]})).await;
+    hub.anthropic
+        .wait_for_chat_requests(1, Duration::from_secs(20))
+        .await;
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("me too")]}))
+        .await;
     assert!(r.headers().contains_key("retry-after"));
     let (status, body) = error_of(r).await;
     assert_eq!(status, 429, "{body}");

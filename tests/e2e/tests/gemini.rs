@@ -35,7 +35,11 @@ async fn answers_with_the_system_prompt_replaced_and_no_tools() {
     assert!(req.path.contains("gemini-2.5-pro"), "{}", req.path);
     // GEMINI_SYSTEM_MD replaced the CLI's coding-agent prompt entirely.
     assert_eq!(req.system_text(), "You answer in haiku.");
-    assert!(req.tool_names().is_empty(), "tools offered: {:?}", req.tool_names());
+    assert!(
+        req.tool_names().is_empty(),
+        "tools offered: {:?}",
+        req.tool_names()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,12 +56,18 @@ async fn streams_from_a_prestarted_process() {
     let text: String = data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str::<Value>(d).unwrap())
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from))
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
         .collect();
     assert_eq!(text, "word1 word2 word3 word4");
     // The pre-started process answered and exited; a successor is warming up.
-    hub.wait_for_clis("the used one-shot process exits", |pids| warm.iter().all(|p| !pids.contains(p)))
-        .await;
+    hub.wait_for_clis("the used one-shot process exits", |pids| {
+        warm.iter().all(|p| !pids.contains(p))
+    })
+    .await;
     hub.wait_idle("gemini", 1).await;
 }
 
@@ -73,7 +83,9 @@ async fn earlier_turns_reach_the_model_in_order() {
         .await;
     assert_eq!(r.status(), 200);
     let prompt = hub.gemini.chat_requests()[0].last_user_text();
-    let a = prompt.find("the password is swordfish").expect("first turn");
+    let a = prompt
+        .find("the password is swordfish")
+        .expect("first turn");
     let b = prompt.find("Noted.").expect("assistant turn");
     let c = prompt.rfind("what is the password?").expect("new turn");
     assert!(a < b && b < c, "{prompt}");
@@ -83,7 +95,9 @@ async fn earlier_turns_reach_the_model_in_order() {
 async fn a_usage_limit_fails_fast_instead_of_retrying_for_minutes() {
     let hub = Hub::start_with(gemini_only("")).await;
     let started = std::time::Instant::now();
-    let r = hub.chat(json!({"model": "gemini", "messages": [user("[[status:429]]")]})).await;
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("[[status:429]]")]}))
+        .await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 429, "{body}");
@@ -97,18 +111,33 @@ async fn a_usage_limit_fails_fast_instead_of_retrying_for_minutes() {
 async fn refuses_to_run_gemini_when_its_lockdown_would_be_ignored() {
     // Gemini skips a system settings file below a world-writable directory such as /tmp,
     // which would leave its file and web tools on. The hub must refuse, not serve.
-    let unsafe_dir = tempfile::Builder::new().prefix("hub-unsafe-").tempdir_in("/tmp").unwrap();
+    let unsafe_dir = tempfile::Builder::new()
+        .prefix("hub-unsafe-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let hub = Hub::start_with(HubOptions {
         scratch_dir: Some(unsafe_dir.path().to_path_buf()),
         ..gemini_only("warm_processes = 0")
     })
     .await;
-    let r = hub.chat(json!({"model": "gemini", "messages": [user("read my files")]})).await;
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("read my files")]}))
+        .await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "provider_unavailable");
-    assert!(body["error"]["message"].as_str().unwrap().contains("lock-down"));
-    assert!(hub.gemini.chat_requests().iter().all(|r| r.tool_names().is_empty()),
-        "a request with tools reached the model");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lock-down")
+    );
+    assert!(
+        hub.gemini
+            .chat_requests()
+            .iter()
+            .all(|r| r.tool_names().is_empty()),
+        "a request with tools reached the model"
+    );
 }
