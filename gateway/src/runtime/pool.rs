@@ -219,6 +219,14 @@ impl Pool {
                         CliEvent::Retrying { status: Some(401 | 403), .. } => {
                             break 'turn Err(ProviderError::NotLoggedIn { provider: pool.name.clone() });
                         }
+                        // A CLI that retries after text went out would send that text again;
+                        // what reached the client cannot be taken back, so the request fails.
+                        CliEvent::Retrying { .. } if saw_text => {
+                            break 'turn Err(ProviderError::Upstream {
+                                provider: pool.name.clone(),
+                                detail: "the model's stream broke off midway".into(),
+                            });
+                        }
                         CliEvent::Retrying { attempt, status } => {
                             if attempt > pool.cfg.max_upstream_retries {
                                 let detail = match status {

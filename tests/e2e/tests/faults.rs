@@ -242,3 +242,16 @@ async fn a_full_pool_and_queue_answers_429_with_retry_after() {
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert_eq!(slow.await.unwrap(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_breaks_off_is_a_502_not_repeated_text() {
+    // The CLI would retry the whole request and print the first deltas again.
+    let hub = Hub::start_with(claude_only("")).await;
+    let (status, body) = error_of(
+        hub.chat(json!({"model": "claude", "messages": [user("[[drop]] [[words:5]]")]}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "upstream_error");
+}
