@@ -39,7 +39,9 @@ fn yaml_docs(docs: &[serde_json::Value]) -> String {
     );
     for d in docs {
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(d).unwrap());
+        out.push_str(&llm_mcp_hub_crds::yaml_1_1_safe(
+            &serde_yaml_ng::to_string(d).unwrap(),
+        ));
     }
     out
 }
