@@ -16,4 +16,5 @@ pub mod provider;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod telemetry;

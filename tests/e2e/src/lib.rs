@@ -5,6 +5,8 @@
 //! The hub binary must be built first (`cargo build -p llm-mcp-hub`; `scripts/test` does it),
 //! and the CLIs installed (`npm ci --prefix tests/cli`).
 
+pub mod redis;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

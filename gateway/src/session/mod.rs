@@ -1,0 +1,135 @@
+//! Conversations kept between requests.
+//!
+//! A turn is one lock-and-read at its start and one atomic write-and-unlock at its end, so two
+//! turns on one session never interleave and a failed or cancelled turn leaves nothing behind.
+//! The in-memory store serves one process; the Redis store is shared by every hub replica.
+
+pub mod conformance;
+pub mod id;
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::provider::Message;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// Version of the stored JSON; part of every Redis key.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    /// The hub key id that created the session; only it may use the session.
+    pub owner: String,
+    pub provider: String,
+    pub model: String,
+    /// The system prompt of the conversation, used when a later request sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub messages: Vec<Message>,
+}
+
+impl Session {
+    /// Size of the stored JSON, which the byte limit applies to.
+    pub fn stored_bytes(&self) -> usize {
+        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
+    }
+}
+
+/// A page of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionSummary {
+    pub id: String,
+    pub provider: String,
+    pub model: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub messages: usize,
+}
+
+impl From<&Session> for SessionSummary {
+    fn from(s: &Session) -> Self {
+        SessionSummary {
+            id: s.id.clone(),
+            provider: s.provider.clone(),
+            model: s.model.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            messages: s.messages.len(),
+        }
+    }
+}
+
+/// The result of `begin_turn`: the lock's token and the session as it was (None: new).
+#[derive(Debug)]
+pub struct TurnLock {
+    pub token: String,
+    pub session: Option<Session>,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// Another turn holds the session.
+    #[error("session is busy with another turn")]
+    Busy,
+    /// The turn's lock expired and was taken by another turn before this one finished.
+    #[error("session lock was lost before the turn was stored")]
+    LockLost,
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored session is unreadable: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Takes the session's turn lock (for `lock_ttl`) and reads the session, refreshing its
+    /// TTL. `Busy` when another turn holds the lock.
+    async fn begin_turn(
+        &self,
+        id: &str,
+        lock_ttl: Duration,
+        ttl: Duration,
+    ) -> Result<TurnLock, StoreError>;
+    /// Writes the session, refreshes its TTL and releases the lock, all at once; `LockLost`
+    /// (and nothing written) if the lock is no longer this turn's.
+    async fn commit_turn(
+        &self,
+        session: &Session,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// Releases the lock without writing.
+    async fn abort_turn(&self, id: &str, token: &str) -> Result<(), StoreError>;
+    /// Reads a session, refreshing its TTL.
+    async fn get(&self, id: &str, ttl: Duration) -> Result<Option<Session>, StoreError>;
+    /// Deletes a session; false when it did not exist.
+    async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
+    /// The owner's sessions, most recently used first.
+    async fn list(
+        &self,
+        owner: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError>;
+    /// Checks the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A short name for logs and `/v1/providers`.
+    fn kind(&self) -> &'static str;
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

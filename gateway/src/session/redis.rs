@@ -1,0 +1,241 @@
+//! Sessions in Redis, shared by every hub replica.
+//!
+//! Keys are namespaced and versioned (`llm-mcp-hub:v1:…`). A turn costs two round trips: a
+//! script that takes the lock and reads the session, and a script that writes it, indexes it
+//! for its owner and releases the lock. Every command has a timeout, and the connection manager
+//! reconnects by itself when Redis comes back.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{SCHEMA_VERSION, Session, SessionStore, SessionSummary, StoreError, TurnLock};
+
+/// Takes the lock (KEYS[1]) if free and reads the session (KEYS[2]), refreshing its TTL.
+const BEGIN: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local s = redis.call('GET', KEYS[2])
+  if s then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+  return {1, s}
+end
+return {0, false}
+"#;
+
+/// Writes the session and its owner index, then releases the lock, if the lock is ours.
+const COMMIT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('DEL', KEYS[1])
+return 1
+"#;
+
+/// Releases the lock if it is ours.
+const ABORT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    begin: Script,
+    commit: Script,
+    abort: Script,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: String,
+    /// Per command, and for (re)connecting.
+    pub timeout: Duration,
+}
+
+impl RedisStore {
+    /// Connects lazily: the hub starts even while Redis is down and recovers when it is back.
+    pub async fn connect(options: &RedisOptions) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(options.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(options.timeout))
+            .set_connection_timeout(Some(options.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            prefix: format!("llm-mcp-hub:v{SCHEMA_VERSION}"),
+            begin: Script::new(BEGIN),
+            commit: Script::new(COMMIT),
+            abort: Script::new(ABORT),
+        })
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        format!("{}:session:{id}", self.prefix)
+    }
+    fn lock_key(&self, id: &str) -> String {
+        format!("{}:lock:{id}", self.prefix)
+    }
+    fn owner_key(&self, owner: &str) -> String {
+        format!("{}:owner:{owner}", self.prefix)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn decode(json: &str) -> Result<Session, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().max(1) as u64
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn begin_turn(
+        &self,
+        id: &str,
+        lock_ttl: Duration,
+        ttl: Duration,
+    ) -> Result<TurnLock, StoreError> {
+        let token = super::id::generate();
+        let mut conn = self.conn.clone();
+        let (locked, json): (i64, Option<String>) = self
+            .begin
+            .key(self.lock_key(id))
+            .key(self.session_key(id))
+            .arg(&token)
+            .arg(ms(lock_ttl))
+            .arg(ms(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if locked != 1 {
+            return Err(StoreError::Busy);
+        }
+        let session = json.as_deref().map(decode).transpose()?;
+        Ok(TurnLock { token, session })
+    }
+
+    async fn commit_turn(
+        &self,
+        session: &Session,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .commit
+            .key(self.lock_key(&session.id))
+            .key(self.session_key(&session.id))
+            .key(self.owner_key(&session.owner))
+            .arg(token)
+            .arg(json)
+            .arg(ms(ttl))
+            .arg(session.updated_at)
+            .arg(&session.id)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LockLost)
+        }
+    }
+
+    async fn abort_turn(&self, id: &str, token: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .abort
+            .key(self.lock_key(id))
+            .arg(token)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str, ttl: Duration) -> Result<Option<Session>, StoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = redis::cmd("GETEX")
+            .arg(self.session_key(id))
+            .arg("PX")
+            .arg(ms(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        json.as_deref().map(decode).transpose()
+    }
+
+    async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let (deleted, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .del(self.session_key(id))
+            .zrem(self.owner_key(owner), id)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(deleted == 1)
+    }
+
+    async fn list(
+        &self,
+        owner: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut conn = self.conn.clone();
+        let index = self.owner_key(owner);
+        let mut out = Vec::new();
+        let mut start = offset;
+        // Expired sessions linger in the index until a listing finds them gone and prunes them.
+        while out.len() < limit {
+            let want = limit - out.len();
+            let ids: Vec<String> = conn
+                .zrevrange(&index, start as isize, (start + want - 1) as isize)
+                .await
+                .map_err(unavailable)?;
+            if ids.is_empty() {
+                break;
+            }
+            let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
+            let jsons: Vec<Option<String>> = conn.mget(&keys).await.map_err(unavailable)?;
+            let mut gone = Vec::new();
+            for (id, json) in ids.iter().zip(jsons) {
+                match json {
+                    Some(json) => out.push(SessionSummary::from(&decode(&json)?)),
+                    None => gone.push(id.clone()),
+                }
+            }
+            start += ids.len() - gone.len();
+            if !gone.is_empty() {
+                let _: i64 = conn.zrem(&index, &gone).await.map_err(unavailable)?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
