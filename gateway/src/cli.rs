@@ -30,6 +30,18 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file, environment and flags merged) as TOML.
     Config(ServeArgs),
+    /// Print a new hub API key, and the `[[keys]]` entry (its SHA-256) to configure.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// A name for the key, shown in logs instead of the key.
+    #[arg(long, default_value = "default")]
+    pub id: String,
+    /// Providers the key may use (all when not given).
+    #[arg(long, value_delimiter = ',')]
+    pub providers: Vec<String>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -42,6 +54,15 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// Serve a non-loopback address without API keys (anyone who reaches it can use your
+    /// subscriptions).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dangerously_allow_unauthenticated: bool,
+    /// Keep sessions in this Redis instead of memory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
     /// Log format [default: text].
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]

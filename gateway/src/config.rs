@@ -30,6 +30,25 @@ pub struct Config {
     /// settings (and the hub refuses to run it). Default: `$XDG_RUNTIME_DIR/llm-mcp-hub`, else
     /// `$HOME/.cache/llm-mcp-hub/run`.
     pub scratch_dir: Option<PathBuf>,
+    /// Sessions expire this long after their last use.
+    pub session_ttl_secs: u64,
+    /// Messages a session may hold; a turn that would pass it gets 413 and stores nothing.
+    pub session_max_messages: usize,
+    /// Bytes of stored JSON a session may hold (413 above, nothing stored).
+    pub session_max_bytes: usize,
+    /// How long a turn waits for another turn on the same session before 409.
+    pub session_busy_wait_ms: u64,
+    /// Sessions live in this Redis (`redis://[:password@]host:port/db`); in memory when unset.
+    pub redis_url: Option<String>,
+    /// Timeout of each Redis command and connection attempt.
+    pub redis_timeout_ms: u64,
+    /// TOML file of hub API keys (`[[keys]] id, sha256, providers`), e.g. a mounted Secret.
+    pub api_keys_file: Option<PathBuf>,
+    /// Hub API keys given inline, same shape as the file's entries.
+    pub api_keys: Vec<crate::auth::KeyEntry>,
+    /// Serve a non-loopback address without API keys. Anyone who can reach the port can then
+    /// spend your subscriptions.
+    pub dangerously_allow_unauthenticated: bool,
     /// Providers by name; the name is what clients put in `model`.
     pub providers: BTreeMap<String, ProviderConfig>,
 }
@@ -94,6 +113,15 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 30,
             scratch_dir: None,
+            session_ttl_secs: 3600,
+            session_max_messages: 1000,
+            session_max_bytes: 2 * 1024 * 1024,
+            session_busy_wait_ms: 10_000,
+            redis_url: None,
+            redis_timeout_ms: 2000,
+            api_keys_file: None,
+            api_keys: Vec::new(),
+            dangerously_allow_unauthenticated: false,
             providers: [ProviderKind::Claude, ProviderKind::Gemini]
                 .into_iter()
                 .map(|k| (k.as_str().to_string(), ProviderConfig::for_kind(k)))
@@ -171,6 +199,14 @@ const ENV_KEYS: &[&str] = &[
     "max_body_bytes",
     "shutdown_grace_secs",
     "scratch_dir",
+    "session_ttl_secs",
+    "session_max_messages",
+    "session_max_bytes",
+    "session_busy_wait_ms",
+    "redis_url",
+    "redis_timeout_ms",
+    "api_keys_file",
+    "dangerously_allow_unauthenticated",
     "providers",
 ];
 
@@ -221,6 +257,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.session_ttl_secs == 0 || self.session_max_messages < 2 {
+            return bad("session_ttl_secs must be ≥ 1 and session_max_messages ≥ 2".into());
+        }
         for (name, p) in &self.providers {
             if name.is_empty() || name.contains('/') {
                 return bad(format!(

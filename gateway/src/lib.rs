@@ -8,6 +8,7 @@
 //! - `provider`: pure adapters that describe each CLI.
 
 pub mod api;
+pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -15,6 +15,21 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(server::serve(config))
         }
+        Command::Keygen(args) => {
+            let (key, hash) = llm_mcp_hub::auth::generate_key();
+            let entry = llm_mcp_hub::auth::KeyEntry {
+                id: args.id,
+                sha256: hash,
+                providers: (!args.providers.is_empty()).then_some(args.providers),
+            };
+            eprintln!("New hub API key (shown once; the hub keeps only its hash):");
+            println!("{key}");
+            eprintln!();
+            eprintln!("Add this entry to the api_keys_file (or the Secret it is mounted from):");
+            eprintln!();
+            eprint!("[[keys]]\n{}", toml::to_string(&entry)?);
+            Ok(())
+        }
         Command::Config(args) => {
             let config = Config::load(args.config.as_deref(), &args)?;
             print!("{}", toml::to_string_pretty(&config)?);

@@ -19,10 +19,19 @@ pub struct Metrics {
     pub crashes: IntCounterVec,
     /// Processes retired on purpose, by reason (`recycled`, `reset_failed`, `evicted`, …).
     pub retired: IntCounterVec,
+    /// Session store round trips by operation.
+    pub store_duration: HistogramVec,
+    pub store_errors: IntCounterVec,
+    pub sessions_created: IntCounterVec,
+    pub sessions_expired: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0,
 ];
 
 impl Metrics {
@@ -43,10 +52,10 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
-        let histogram = |name: &str, help: &str| {
+        let histogram_by = |name: &str, help: &str, label: &str, buckets: &[f64]| {
             let h = HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                &["provider"],
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                &[label],
             )
             .expect("valid metric");
             registry
@@ -54,6 +63,8 @@ impl Metrics {
                 .expect("unique metric");
             h
         };
+        let histogram =
+            |name: &str, help: &str| histogram_by(name, help, "provider", LATENCY_BUCKETS);
         Metrics {
             requests: counter(
                 "requests_total",
@@ -92,6 +103,23 @@ impl Metrics {
                 "process_retired_total",
                 "CLI processes retired on purpose",
                 &["provider", "reason"],
+            ),
+            store_duration: histogram_by(
+                "session_store_duration_seconds",
+                "Session store round trips by operation",
+                "op",
+                STORE_BUCKETS,
+            ),
+            store_errors: counter(
+                "session_store_errors_total",
+                "Failed session store operations",
+                &["op"],
+            ),
+            sessions_created: counter("sessions_created_total", "Sessions created", &["store"]),
+            sessions_expired: counter(
+                "sessions_expired_total",
+                "Sessions that expired (in-memory store: counted when swept)",
+                &["store"],
             ),
             registry,
         }

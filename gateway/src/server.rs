@@ -7,19 +7,36 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::auth::KeyRing;
 use crate::backend::{Backend, LocalBackend};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::service::ChatService;
+use crate::service::{ChatService, SessionSettings};
+use crate::session::redis::RedisOptions;
+use crate::session::{MemoryStore, RedisStore, SessionStore};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let keys = Arc::new(load_keys(&config)?);
+    refuse_open_exposure(&config, &keys)?;
     let metrics = Arc::new(Metrics::new());
+    let store = session_store(&config, &metrics).await?;
     let local = LocalBackend::new(&config, metrics.clone());
     local.start();
     let backend: Arc<dyn Backend> = Arc::new(local);
     let state = AppState {
-        chat: ChatService::new(backend.clone()),
+        chat: ChatService::new(
+            backend.clone(),
+            store,
+            SessionSettings {
+                ttl: Duration::from_secs(config.session_ttl_secs),
+                max_messages: config.session_max_messages,
+                max_bytes: config.session_max_bytes,
+                busy_wait: Duration::from_millis(config.session_busy_wait_ms),
+            },
+            metrics.clone(),
+        ),
         metrics,
+        keys,
     };
     let app = api::router(state, config.max_body_bytes);
     let listener = TcpListener::bind(config.listen)
@@ -60,4 +77,65 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+fn load_keys(config: &Config) -> anyhow::Result<KeyRing> {
+    let ring = match &config.api_keys_file {
+        Some(path) => KeyRing::from_file(path, config.api_keys.clone())?,
+        None => KeyRing::new(config.api_keys.clone())?,
+    };
+    if ring.is_enabled() {
+        tracing::info!(keys = ring.len(), "hub API keys required on /v1");
+    }
+    Ok(ring)
+}
+
+/// Without keys, anyone who reaches the port spends the owner's subscriptions: only loopback
+/// may go without, unless the owner says so with a flag whose name says what it does.
+fn refuse_open_exposure(config: &Config, keys: &KeyRing) -> anyhow::Result<()> {
+    if keys.is_enabled() || config.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if config.dangerously_allow_unauthenticated {
+        tracing::warn!(listen = %config.listen, "serving a non-loopback address WITHOUT API keys: anyone who reaches it can use your subscriptions");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen on {} without API keys: configure api_keys_file or api_keys \
+         (see `llm-mcp-hub keygen`), or set dangerously_allow_unauthenticated = true",
+        config.listen
+    )
+}
+
+async fn session_store(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn SessionStore>> {
+    if let Some(url) = &config.redis_url {
+        let store = RedisStore::connect(&RedisOptions {
+            url: url.clone(),
+            timeout: Duration::from_millis(config.redis_timeout_ms),
+        })
+        .await?;
+        if let Err(e) = store.ping().await {
+            tracing::warn!(error = %e, "Redis is not reachable yet; sessions fail with 503 until it is");
+        }
+        tracing::info!("sessions in Redis");
+        return Ok(Arc::new(store));
+    }
+    let store = Arc::new(MemoryStore::new());
+    // Expired sessions are dropped on access; the sweep frees the ones never read again.
+    let sweeper = Arc::downgrade(&store);
+    let expired = metrics.sessions_expired.with_label_values(&["memory"]);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let Some(store) = sweeper.upgrade() else {
+                return;
+            };
+            expired.inc_by(store.sweep() as u64);
+        }
+    });
+    Ok(store)
 }

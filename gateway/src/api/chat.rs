@@ -2,11 +2,12 @@
 
 use std::convert::Infallible;
 
-use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt, stream};
 
 use super::AppState;
@@ -15,18 +16,44 @@ use super::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
     OutputMessage, UsageOut,
 };
+use crate::auth::Caller;
 use crate::provider::{ChatEvent, ProviderError, Usage};
+use crate::service::{ServiceError, TurnRequest};
+
+/// The request header that continues a conversation; every response carries it.
+pub const SESSION_HEADER: &str = "x-session-id";
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
     let conversation = request.conversation()?;
-    let model = state.chat.resolve(&request.model)?;
-    let mut events = state
+    let session_id = match headers.get(SESSION_HEADER) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::Service(ServiceError::InvalidSessionId))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let turn = state
         .chat
-        .chat(&model, conversation.system, conversation.messages);
+        .start_turn(
+            &caller,
+            TurnRequest {
+                model: request.model.clone(),
+                session_id,
+                system: conversation.system,
+                messages: conversation.messages,
+            },
+        )
+        .await?;
+    let model = turn.model;
+    let mut events = turn.events;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = created_now();
 
@@ -35,9 +62,9 @@ pub async fn chat_completions(
     let first = events
         .next()
         .await
-        .unwrap_or_else(|| Err(stream_ended(&model.provider)))?;
+        .unwrap_or_else(|| Err(stream_ended(&model.provider).into()))?;
 
-    if !request.stream {
+    let mut response = if !request.stream {
         let mut content = String::new();
         let mut usage = None;
         let mut next = Some(Ok(first));
@@ -51,10 +78,10 @@ pub async fn chat_completions(
             }
             next = events.next().await;
             if next.is_none() {
-                return Err(stream_ended(&model.provider).into());
+                return Err(ServiceError::from(stream_ended(&model.provider)).into());
             }
         }
-        return Ok(Json(ChatCompletion {
+        Json(ChatCompletion {
             id,
             object: "chat.completion",
             created,
@@ -69,22 +96,28 @@ pub async fn chat_completions(
             }],
             usage: usage.unwrap_or_default().into(),
         })
-        .into_response());
+        .into_response()
+    } else {
+        let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
+        let chunks = sse_chunks(
+            ChunkMeta {
+                id,
+                created,
+                model: model.id(),
+            },
+            stream::iter([Ok(first)]).chain(events),
+            include_usage,
+        );
+        Sse::new(chunks)
+            .keep_alive(KeepAlive::default())
+            .into_response()
+    };
+    if let Some(session_id) = turn.session_id
+        && let Ok(value) = HeaderValue::from_str(&session_id)
+    {
+        response.headers_mut().insert(SESSION_HEADER, value);
     }
-
-    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
-    let chunks = sse_chunks(
-        ChunkMeta {
-            id,
-            created,
-            model: model.id(),
-        },
-        stream::iter([Ok(first)]).chain(events),
-        include_usage,
-    );
-    Ok(Sse::new(chunks)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(response)
 }
 
 fn stream_ended(provider: &str) -> ProviderError {
@@ -137,7 +170,7 @@ impl ChunkMeta {
 /// error event (and no `[DONE]`), as OpenAI does.
 fn sse_chunks(
     meta: ChunkMeta,
-    mut events: impl Stream<Item = Result<ChatEvent, ProviderError>> + Send + Unpin + 'static,
+    mut events: impl Stream<Item = Result<ChatEvent, ServiceError>> + Send + Unpin + 'static,
     include_usage: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     async_stream::stream! {
@@ -162,7 +195,7 @@ fn sse_chunks(
                 }
             }
         }
-        let error = ApiError::from(stream_ended(&meta.model));
+        let error = ApiError::from(ServiceError::from(stream_ended(&meta.model)));
         yield Ok(Event::default().data(error.body().to_string()));
     }
 }

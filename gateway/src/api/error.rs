@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::auth::AuthError;
 use crate::provider::ProviderError;
 use crate::runtime::health::unix_now;
 use crate::service::ServiceError;
@@ -24,6 +25,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -41,8 +44,18 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Service(ServiceError::ModelNotFound { .. }) => StatusCode::NOT_FOUND,
-            ApiError::Service(ServiceError::Provider(e)) => provider_status(e),
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Service(e) => match e {
+                ServiceError::ModelNotFound { .. } | ServiceError::SessionNotFound(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                ServiceError::ProviderNotAllowed(_) => StatusCode::FORBIDDEN,
+                ServiceError::InvalidSessionId => StatusCode::BAD_REQUEST,
+                ServiceError::SessionBusy(_) => StatusCode::CONFLICT,
+                ServiceError::SessionTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                ServiceError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ServiceError::Provider(e) => provider_status(e),
+            },
         }
     }
 
@@ -54,10 +67,29 @@ impl ApiError {
             }
             ApiError::NotFound(_) => ("invalid_request_error", "not_found", None),
             ApiError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large", None),
-            ApiError::Service(ServiceError::ModelNotFound { .. }) => {
-                ("invalid_request_error", "model_not_found", Some("model"))
-            }
-            ApiError::Service(ServiceError::Provider(e)) => provider_codes(e),
+            ApiError::Auth(_) => ("invalid_request_error", "invalid_api_key", None),
+            ApiError::Service(e) => match e {
+                ServiceError::ModelNotFound { .. } => {
+                    ("invalid_request_error", "model_not_found", Some("model"))
+                }
+                ServiceError::ProviderNotAllowed(_) => {
+                    ("permission_error", "provider_not_allowed", Some("model"))
+                }
+                ServiceError::InvalidSessionId => {
+                    ("invalid_request_error", "invalid_session_id", None)
+                }
+                ServiceError::SessionNotFound(_) => {
+                    ("invalid_request_error", "session_not_found", None)
+                }
+                ServiceError::SessionBusy(_) => ("conflict_error", "session_busy", None),
+                ServiceError::SessionTooLarge(_) => {
+                    ("invalid_request_error", "session_too_large", None)
+                }
+                ServiceError::StoreUnavailable(_) => {
+                    ("server_error", "session_store_unavailable", None)
+                }
+                ServiceError::Provider(e) => provider_codes(e),
+            },
         };
         json!({"error": {"message": self.client_message(), "type": kind, "code": code, "param": param}})
     }
@@ -141,6 +173,11 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::Auth(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.retry_after() {
             response
                 .headers_mut()

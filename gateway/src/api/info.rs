@@ -50,8 +50,15 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: ready when at least one provider can take requests.
+/// `GET /readyz`: ready when the session store answers and at least one provider can take
+/// requests.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(e) = state.chat.store().ping().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": format!("session store: {e}")})),
+        );
+    }
     let providers = state.chat.providers();
     let serving: Vec<_> = providers
         .iter()

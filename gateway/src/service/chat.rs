@@ -1,12 +1,17 @@
-//! Chat: resolves the client's `model` to a provider and CLI model, then runs the request on
-//! the backend.
+//! Chat: resolves the client's `model`, loads the session, runs the turn on the backend and
+//! stores it when — and only when — the provider answered.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use crate::auth::Caller;
 use crate::backend::{Backend, ChatRequest, ProviderInfo};
-use crate::provider::{ChatEvent, Message, ProviderError};
+use crate::metrics::Metrics;
+use crate::provider::{ChatEvent, Message, ProviderError, Role};
+use crate::session::{self, Session, SessionStore, StoreError, now_ms};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedModel {
@@ -28,22 +33,91 @@ pub enum ServiceError {
         model: String,
         available: Vec<String>,
     },
+    #[error("This API key may not use provider '{0}'")]
+    ProviderNotAllowed(String),
+    #[error("Invalid session id: use 8 to 128 characters from A-Z, a-z, 0-9, '-' and '_'")]
+    InvalidSessionId,
+    #[error("Session '{0}' does not exist (or has expired)")]
+    SessionNotFound(String),
+    #[error("Session '{0}' is busy with another request; retry when it has finished")]
+    SessionBusy(String),
+    #[error("{0}")]
+    SessionTooLarge(String),
+    #[error("The session store is unavailable; try again shortly")]
+    StoreUnavailable(String),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+}
+
+/// Session limits and timing, from the configuration.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub ttl: Duration,
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub busy_wait: Duration,
+}
+
+/// A session as clients read it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub object: &'static str,
+    pub provider: String,
+    pub model: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: i64,
+    pub messages: Vec<Message>,
+}
+
+/// A started turn: the session it belongs to (None when the store is down and the client
+/// asked for none), the model, and the events.
+pub struct Turn {
+    pub session_id: Option<String>,
+    pub model: ResolvedModel,
+    pub events: BoxStream<'static, Result<ChatEvent, ServiceError>>,
+}
+
+/// What a client asks for in one request.
+pub struct TurnRequest {
+    pub model: String,
+    pub session_id: Option<String>,
+    pub system: Option<String>,
+    /// User and assistant messages, ending with the new user message.
+    pub messages: Vec<Message>,
 }
 
 #[derive(Clone)]
 pub struct ChatService {
     backend: Arc<dyn Backend>,
+    store: Arc<dyn SessionStore>,
+    settings: SessionSettings,
+    metrics: Arc<Metrics>,
 }
 
 impl ChatService {
-    pub fn new(backend: Arc<dyn Backend>) -> ChatService {
-        ChatService { backend }
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        store: Arc<dyn SessionStore>,
+        settings: SessionSettings,
+        metrics: Arc<Metrics>,
+    ) -> ChatService {
+        ChatService {
+            backend,
+            store,
+            settings,
+            metrics,
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 
     pub fn providers(&self) -> Vec<ProviderInfo> {
@@ -59,19 +133,312 @@ impl ChatService {
         resolve(&self.providers(), model)
     }
 
-    /// Starts a chat on the backend. The stream yields deltas, then `Done`, or an error.
-    pub fn chat(
+    /// Starts a turn: lock and read the session, then run the provider. The session is
+    /// written when the provider's answer is complete; an error or a dropped stream leaves it
+    /// as it was.
+    pub async fn start_turn(
         &self,
-        model: &ResolvedModel,
-        system: Option<String>,
-        messages: Vec<Message>,
-    ) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
-        self.backend.chat(ChatRequest {
+        caller: &Caller,
+        request: TurnRequest,
+    ) -> Result<Turn, ServiceError> {
+        let providers = self.providers();
+        let model = resolve(&providers, &request.model)?;
+        if !caller.may_use(&model.provider) {
+            return Err(ServiceError::ProviderNotAllowed(model.provider));
+        }
+        let request_timeout = providers
+            .iter()
+            .find(|p| p.name == model.provider)
+            .map_or(300, |p| p.limits.request_timeout_secs);
+        // The lock outlives the longest possible request, so a crashed hub cannot hold a
+        // session forever and a slow one cannot lose it mid-turn.
+        let lock_ttl = Duration::from_secs(request_timeout + 60);
+
+        let client_chose = request.session_id.is_some();
+        let id = match request.session_id {
+            Some(id) if session::id::is_valid(&id) => id,
+            Some(_) => return Err(ServiceError::InvalidSessionId),
+            None => session::id::generate(),
+        };
+        let lock = match self.lock_session(&id, lock_ttl).await {
+            Ok(lock) => Some(lock),
+            // Without a session asked for, a request still works while the store is down.
+            Err(ServiceError::StoreUnavailable(reason)) if !client_chose => {
+                tracing::warn!(%reason, "session store unavailable: answering without a session");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let (token, existing) = match lock {
+            Some(lock) => (Some(lock.token), lock.session),
+            None => (None, None),
+        };
+        let guard = TurnGuard {
+            store: self.store.clone(),
+            id: id.clone(),
+            token,
+        };
+        if let Some(s) = &existing
+            && s.owner != caller.key_id
+        {
+            // 404, not 403: another key must not learn that the session exists.
+            return Err(ServiceError::SessionNotFound(id));
+        }
+
+        let history = existing.as_ref().map_or(&[][..], |s| &s.messages[..]);
+        let new_messages = new_turn_messages(history, &request.messages);
+        let mut conversation = history.to_vec();
+        conversation.extend(new_messages.iter().cloned());
+        let system = request
+            .system
+            .or_else(|| existing.as_ref().and_then(|s| s.system.clone()));
+
+        let now = now_ms();
+        let mut updated = existing.clone().unwrap_or_else(|| Session {
+            id: id.clone(),
+            owner: caller.key_id.clone(),
+            provider: model.provider.clone(),
+            model: model.model.clone(),
+            system: system.clone(),
+            created_at: now,
+            updated_at: now,
+            messages: Vec::new(),
+        });
+        updated.provider = model.provider.clone();
+        updated.model = model.model.clone();
+        updated.system = system.clone();
+        updated.messages = conversation.clone();
+        self.check_limits(&updated)?;
+
+        let events = self.backend.chat(ChatRequest {
             provider: model.provider.clone(),
             model: model.model.clone(),
             system,
-            messages,
+            messages: conversation,
+        });
+        let session_id = guard.token.is_some().then(|| id.clone());
+        let is_new = existing.is_none();
+        let service = self.clone();
+        let events = async_stream::stream! {
+            let mut guard = guard;
+            let mut events = events;
+            let mut reply = String::new();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(ChatEvent::Delta(text)) => {
+                        reply.push_str(&text);
+                        yield Ok(ChatEvent::Delta(text));
+                    }
+                    Ok(ChatEvent::Done { usage }) => {
+                        if let Some(token) = guard.token.take() {
+                            updated.messages.push(Message { role: Role::Assistant, content: std::mem::take(&mut reply) });
+                            updated.updated_at = now_ms();
+                            if let Err(e) = service.commit(&updated, &token, is_new).await {
+                                guard.token = Some(token);
+                                yield Err(e);
+                                return;
+                            }
+                        }
+                        yield Ok(ChatEvent::Done { usage });
+                        return;
+                    }
+                    Err(e) => {
+                        yield Err(ServiceError::Provider(e));
+                        return;
+                    }
+                }
+            }
+        };
+        Ok(Turn {
+            session_id,
+            model,
+            events: Box::pin(events),
         })
+    }
+
+    fn check_limits(&self, session: &Session) -> Result<(), ServiceError> {
+        // Room for the reply is kept: the turn adds one more message.
+        if session.messages.len() + 1 > self.settings.max_messages {
+            return Err(ServiceError::SessionTooLarge(format!(
+                "The session would exceed {} messages; start a new session",
+                self.settings.max_messages
+            )));
+        }
+        if session.stored_bytes() > self.settings.max_bytes {
+            return Err(ServiceError::SessionTooLarge(format!(
+                "The session would exceed {} bytes; start a new session",
+                self.settings.max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the session's lock, waiting up to `busy_wait` for a turn in progress.
+    async fn lock_session(
+        &self,
+        id: &str,
+        lock_ttl: Duration,
+    ) -> Result<session::TurnLock, ServiceError> {
+        let deadline = Instant::now() + self.settings.busy_wait;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let result = self
+                .timed(
+                    "begin_turn",
+                    self.store.begin_turn(id, lock_ttl, self.settings.ttl),
+                )
+                .await;
+            match result {
+                Ok(lock) => return Ok(lock),
+                Err(StoreError::Busy) if Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                Err(StoreError::Busy) => return Err(ServiceError::SessionBusy(id.to_string())),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    async fn commit(
+        &self,
+        session: &Session,
+        token: &str,
+        is_new: bool,
+    ) -> Result<(), ServiceError> {
+        self.timed(
+            "commit_turn",
+            self.store.commit_turn(session, token, self.settings.ttl),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::LockLost => ServiceError::SessionBusy(session.id.clone()),
+            e => store_error(e),
+        })?;
+        if is_new {
+            self.metrics
+                .sessions_created
+                .with_label_values(&[self.store.kind()])
+                .inc();
+        }
+        Ok(())
+    }
+
+    pub async fn get_session(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<SessionView, ServiceError> {
+        let session = self
+            .timed("get", self.store.get(id, self.settings.ttl))
+            .await
+            .map_err(store_error)?
+            .filter(|s| s.owner == caller.key_id)
+            .ok_or_else(|| ServiceError::SessionNotFound(id.to_string()))?;
+        Ok(self.view(session))
+    }
+
+    pub async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
+        // Read first: only the owner may delete, and others must not learn it exists.
+        self.get_session(caller, id).await?;
+        let deleted = self
+            .timed("delete", self.store.delete(id, &caller.key_id))
+            .await
+            .map_err(store_error)?;
+        if deleted {
+            Ok(())
+        } else {
+            Err(ServiceError::SessionNotFound(id.to_string()))
+        }
+    }
+
+    pub async fn list_sessions(
+        &self,
+        caller: &Caller,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<session::SessionSummary>, ServiceError> {
+        self.timed("list", self.store.list(&caller.key_id, offset, limit))
+            .await
+            .map_err(store_error)
+    }
+
+    pub fn view(&self, session: Session) -> SessionView {
+        SessionView {
+            expires_at: (now_ms() + self.settings.ttl.as_millis() as i64) / 1000,
+            created_at: session.created_at / 1000,
+            updated_at: session.updated_at / 1000,
+            object: "session",
+            id: session.id,
+            provider: session.provider,
+            model: session.model,
+            messages: session.messages,
+        }
+    }
+
+    /// Runs one store operation, recording its latency and failure.
+    async fn timed<T>(
+        &self,
+        op: &str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = fut.await;
+        self.metrics
+            .store_duration
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result
+            && !matches!(e, StoreError::Busy)
+        {
+            self.metrics.store_errors.with_label_values(&[op]).inc();
+        }
+        result
+    }
+}
+
+fn store_error(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Busy | StoreError::LockLost => ServiceError::StoreUnavailable(e.to_string()),
+        StoreError::Unavailable(reason) | StoreError::Corrupt(reason) => {
+            tracing::warn!(%reason, "session store failure");
+            ServiceError::StoreUnavailable(reason)
+        }
+    }
+}
+
+/// Releases the session lock of a turn that ends without storing (error, cancellation).
+struct TurnGuard {
+    store: Arc<dyn SessionStore>,
+    id: String,
+    token: Option<String>,
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let store = self.store.clone();
+        let id = std::mem::take(&mut self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.abort_turn(&id, &token).await {
+                    // The lock expires by itself; this only delays the next turn.
+                    tracing::warn!(error = %e, "could not release a session lock");
+                }
+            });
+        }
+    }
+}
+
+/// The messages a request adds to the stored history. Clients that resend the whole
+/// conversation (as OpenAI clients do) start with the history: only the rest is new.
+pub fn new_turn_messages(history: &[Message], request: &[Message]) -> Vec<Message> {
+    if !history.is_empty() && request.len() > history.len() && request.starts_with(history) {
+        request[history.len()..].to_vec()
+    } else {
+        request.to_vec()
     }
 }
 
@@ -166,5 +533,36 @@ mod tests {
         assert!(err.to_string().contains("claude/sonnet"), "{err}");
         assert!(r("gpt-4o").is_err());
         assert!(r("").is_err());
+    }
+
+    fn m(role: Role, text: &str) -> Message {
+        Message {
+            role,
+            content: text.into(),
+        }
+    }
+
+    #[test]
+    fn resent_history_is_not_duplicated() {
+        let history = [m(Role::User, "a"), m(Role::Assistant, "b")];
+        let resend = [
+            m(Role::User, "a"),
+            m(Role::Assistant, "b"),
+            m(Role::User, "c"),
+        ];
+        assert_eq!(new_turn_messages(&history, &resend), [m(Role::User, "c")]);
+        // Only the new message: appended to the history.
+        assert_eq!(
+            new_turn_messages(&history, &[m(Role::User, "c")]),
+            [m(Role::User, "c")]
+        );
+        // A different conversation is taken as new messages, after the history.
+        let other = [
+            m(Role::User, "x"),
+            m(Role::Assistant, "y"),
+            m(Role::User, "z"),
+        ];
+        assert_eq!(new_turn_messages(&history, &other), other);
+        assert_eq!(new_turn_messages(&[], &other), other);
     }
 }
