@@ -32,9 +32,8 @@ impl RedisServer {
     }
 
     fn binary() -> PathBuf {
-        let bin = std::env::var_os("REDIS_SERVER")
-            .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from);
-        bin
+        std::env::var_os("REDIS_SERVER")
+            .map_or_else(|| PathBuf::from("redis-server"), PathBuf::from)
     }
 
     /// Starts (again) on the same port and data directory.
