@@ -1,0 +1,88 @@
+//! One streaming chat completion through the hub, timed.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// Time from sending a request to its first text and to its end.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub ttft: Duration,
+    pub total: Duration,
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(4096)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("HTTP client")
+}
+
+/// POSTs a streaming request and reads it to `[DONE]`. `ttft` is the time to the first chunk
+/// with non-empty `delta.content`; `total` the time to `[DONE]`. Measured from `start`.
+pub async fn chat_stream(
+    http: &reqwest::Client,
+    base: &str,
+    model: &str,
+    text: &str,
+    start: Instant,
+) -> Result<Timing, String> {
+    let body = json!({
+        "model": model,
+        "stream": true,
+        "messages": [{"role": "user", "content": text}],
+    });
+    let response = http
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    let mut stream = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut ttft = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("body: {e}"))?;
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                return match ttft {
+                    Some(ttft) => Ok(Timing {
+                        ttft,
+                        total: start.elapsed(),
+                    }),
+                    None => Err("no text before [DONE]".into()),
+                };
+            }
+            if ttft.is_none() {
+                let v: Value = serde_json::from_str(data).map_err(|e| format!("chunk: {e}"))?;
+                if v.get("error").is_some() {
+                    return Err("error event".into());
+                }
+                let content = v
+                    .pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if !content.is_empty() {
+                    ttft = Some(start.elapsed());
+                }
+            } else if data.contains("\"error\"") {
+                return Err("error event".into());
+            }
+        }
+    }
+    Err("stream ended without [DONE]".into())
+}

@@ -1,0 +1,317 @@
+//! The CLIs driven without the hub: fresh one-shot runs, and long-lived claude processes
+//! (real or fake) fed one turn after another.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+
+use crate::client::Timing;
+
+/// How to start one CLI: the program, its arguments and its whole environment.
+#[derive(Clone)]
+pub struct CliSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Private working and temp directories are made below this.
+    pub scratch_root: PathBuf,
+}
+
+/// The variables the hub gives every CLI to keep it quiet (`provider::quiet_env`).
+pub fn quiet_env() -> Vec<(String, String)> {
+    [
+        ("DISABLE_TELEMETRY", "1"),
+        ("DISABLE_AUTOUPDATER", "1"),
+        ("DISABLE_ERROR_REPORTING", "1"),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ("NO_COLOR", "1"),
+        ("CI", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl CliSpec {
+    /// A command in a fresh empty working directory with a private `TMPDIR`, in its own
+    /// process group.
+    fn command(&self) -> anyhow::Result<(Command, tempfile::TempDir)> {
+        std::fs::create_dir_all(&self.scratch_root)?;
+        let dir = tempfile::Builder::new()
+            .prefix("direct-")
+            .tempdir_in(&self.scratch_root)?;
+        let work = dir.path().join("work");
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&work)?;
+        std::fs::create_dir(&tmp)?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("TMPDIR", &tmp)
+            .current_dir(&work)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        Ok((cmd, dir))
+    }
+}
+
+/// What a line of a CLI's stream-json output means for the timing.
+enum Seen {
+    Text,
+    Done,
+    Failed(String),
+    Other,
+}
+
+fn claude_line(line: &str) -> Seen {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return Seen::Other;
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("stream_event") => {
+            let e = &v["event"];
+            if e["type"] == "content_block_delta"
+                && e["delta"]["type"] == "text_delta"
+                && e["delta"]["text"].as_str().is_some_and(|t| !t.is_empty())
+            {
+                Seen::Text
+            } else {
+                Seen::Other
+            }
+        }
+        Some("result") => {
+            if v["is_error"] == true {
+                Seen::Failed(format!("result: {}", v["result"]))
+            } else {
+                Seen::Done
+            }
+        }
+        _ => Seen::Other,
+    }
+}
+
+fn gemini_line(line: &str) -> Seen {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return Seen::Other;
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("message")
+            if v["role"] == "assistant" && v["content"].as_str().is_some_and(|t| !t.is_empty()) =>
+        {
+            Seen::Text
+        }
+        Some("result") if v["status"] == "success" => Seen::Done,
+        Some("result") => Seen::Failed(format!("result: {}", v["error"])),
+        _ => Seen::Other,
+    }
+}
+
+/// One run of a one-shot CLI: spawn, prompt on stdin (closed), read to the result.
+/// `exited` is when the process was gone.
+pub struct OneShot {
+    pub timing: Timing,
+    pub exited: Duration,
+}
+
+async fn one_shot(
+    spec: &CliSpec,
+    prompt: &str,
+    classify: fn(&str) -> Seen,
+) -> anyhow::Result<OneShot> {
+    let (mut cmd, _dir) = spec.command()?;
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| spec.program.display().to_string())?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    stdin.write_all(prompt.as_bytes()).await?;
+    drop(stdin);
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut ttft = None;
+    let total = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .map_err(|_| anyhow!("no output for 60 s"))??
+            .ok_or_else(|| anyhow!("stdout closed before the result"))?;
+        match classify(&line) {
+            Seen::Text if ttft.is_none() => ttft = Some(start.elapsed()),
+            Seen::Done => break start.elapsed(),
+            Seen::Failed(e) => bail!(e),
+            _ => {}
+        }
+    };
+    // Drain the rest so the CLI is not blocked on a full pipe, then wait for the exit.
+    while let Ok(Ok(Some(_))) =
+        tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await
+    {}
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let exited = start.elapsed();
+    if !matches!(status, Ok(Ok(s)) if s.success()) {
+        bail!("exit {status:?}");
+    }
+    Ok(OneShot {
+        timing: Timing {
+            ttft: ttft.ok_or_else(|| anyhow!("no text delta"))?,
+            total,
+        },
+        exited,
+    })
+}
+
+pub async fn claude_one_shot(spec: &CliSpec, prompt: &str) -> anyhow::Result<OneShot> {
+    one_shot(spec, prompt, claude_line).await
+}
+
+pub async fn gemini_one_shot(spec: &CliSpec, prompt: &str) -> anyhow::Result<OneShot> {
+    one_shot(spec, prompt, gemini_line).await
+}
+
+/// A long-lived `claude -p --input-format stream-json` process (or the fake one).
+pub struct LongLived {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    pgid: Pid,
+    _dir: tempfile::TempDir,
+}
+
+fn user_line(text: &str) -> Vec<u8> {
+    let mut line = json!({
+        "type": "user",
+        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}
+
+impl LongLived {
+    pub async fn spawn(spec: &CliSpec) -> anyhow::Result<LongLived> {
+        let (mut cmd, dir) = spec.command()?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| spec.program.display().to_string())?;
+        let pgid = Pid::from_raw(child.id().context("pid")? as i32);
+        let stdin = child.stdin.take().context("stdin")?;
+        let lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        Ok(LongLived {
+            child,
+            stdin,
+            lines,
+            pgid,
+            _dir: dir,
+        })
+    }
+
+    async fn send(&mut self, text: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(&user_line(text)).await?;
+        self.stdin.flush().await?;
+        Ok(())
+    }
+
+    /// One user turn, timed from `start` to the first text delta and to the `result`.
+    pub async fn turn(&mut self, text: &str, start: Instant) -> anyhow::Result<Timing> {
+        self.send(text).await?;
+        let mut ttft = None;
+        loop {
+            let line = self.next_line().await?;
+            match claude_line(&line) {
+                Seen::Text if ttft.is_none() => ttft = Some(start.elapsed()),
+                Seen::Done => {
+                    return Ok(Timing {
+                        ttft: ttft.ok_or_else(|| anyhow!("no text delta"))?,
+                        total: start.elapsed(),
+                    });
+                }
+                Seen::Failed(e) => bail!(e),
+                _ => {}
+            }
+        }
+    }
+
+    /// `/clear`, read to its empty result (what the hub does between two requests).
+    pub async fn clear(&mut self) -> anyhow::Result<()> {
+        self.send("/clear").await?;
+        loop {
+            let line = self.next_line().await?;
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["type"] == "result"
+            {
+                if v["local_command"] != "clear" || v["is_error"] == true {
+                    bail!("unexpected /clear result: {line}");
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    async fn next_line(&mut self) -> anyhow::Result<String> {
+        tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .map_err(|_| anyhow!("no output for 60 s"))??
+            .ok_or_else(|| anyhow!("stdout closed: exit {:?}", self.child.try_wait()))
+    }
+}
+
+impl Drop for LongLived {
+    fn drop(&mut self) {
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+}
+
+/// Long-lived processes shared by concurrent clients the way the hub shares its pool: a
+/// client waits for a free process, runs its turn, and the process is `/clear`ed before the
+/// next client gets it. Only the turn is on the client's clock (plus any wait for a process).
+pub struct DirectPool {
+    slots: Semaphore,
+    idle: Mutex<Vec<LongLived>>,
+}
+
+impl DirectPool {
+    pub async fn start(spec: &CliSpec, n: usize) -> anyhow::Result<DirectPool> {
+        let mut procs = Vec::with_capacity(n);
+        for _ in 0..n {
+            procs.push(LongLived::spawn(spec).await?);
+        }
+        Ok(DirectPool {
+            slots: Semaphore::new(n),
+            idle: Mutex::new(procs),
+        })
+    }
+
+    pub async fn turn(&self, text: &str) -> Result<Timing, String> {
+        let start = Instant::now();
+        let permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
+        let Some(mut p) = self.idle.lock().expect("idle lock").pop() else {
+            return Err("no process left".into());
+        };
+        let timing = p.turn(text, start).await;
+        let cleared = match &timing {
+            Ok(_) => p.clear().await,
+            Err(_) => Err(anyhow!("turn failed")),
+        };
+        if cleared.is_ok() {
+            self.idle.lock().expect("idle lock").push(p);
+            drop(permit);
+        } else {
+            // The process is dropped (killed); its slot goes with it.
+            permit.forget();
+        }
+        timing.map_err(|e| e.to_string())
+    }
+}
