@@ -356,3 +356,13 @@ pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
 pub fn user(text: &str) -> Value {
     serde_json::json!({"role": "user", "content": text})
 }
+
+/// A `[[api_keys]]` TOML entry for `key` (for `HubOptions::top`).
+pub fn api_key_entry(id: &str, key: &str, providers: Option<&[&str]>) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    let providers = providers
+        .map(|p| format!("providers = {p:?}\n"))
+        .unwrap_or_default();
+    format!("[[api_keys]]\nid = \"{id}\"\nsha256 = \"{hash}\"\n{providers}")
+}
