@@ -475,3 +475,105 @@ async fn refuses_a_public_address_without_keys() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_sessions_survive_an_outage_and_the_hub_recovers() {
+    let mut redis = e2e::redis::RedisServer::start().await;
+    let hub = Hub::start_with(options(
+        &format!("redis_url = \"{}\"\nredis_timeout_ms = 500", redis.url),
+        "",
+    ))
+    .await;
+    let r = chat(
+        &hub,
+        None,
+        Some("redis-backed-1"),
+        json!({"model": "claude", "messages": [user("remember me")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        hub.http
+            .get(hub.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    redis.kill().await;
+    let started = std::time::Instant::now();
+    let r = chat(
+        &hub,
+        None,
+        Some("redis-backed-1"),
+        json!({"model": "claude", "messages": [user("still?")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "session_store_unavailable"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(&hub, None, "/v1/sessions/redis-backed-1").await.0, 503);
+    // A request that asks for no session is still answered.
+    let r = chat(
+        &hub,
+        None,
+        None,
+        json!({"model": "claude", "messages": [user("stateless")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-session-id").is_none());
+    assert_eq!(
+        hub.http
+            .get(hub.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+
+    redis.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hub
+        .http
+        .get(hub.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(std::time::Instant::now() < deadline, "hub did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = chat(
+        &hub,
+        None,
+        Some("redis-backed-1"),
+        json!({"model": "claude", "messages": [user("back")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (_, session) = get(&hub, None, "/v1/sessions/redis-backed-1").await;
+    let texts: Vec<&str> = session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts[0], "remember me",
+        "the acknowledged turn survived the restart"
+    );
+    assert_eq!(texts.len(), 4);
+}
