@@ -49,6 +49,27 @@ def test_models_list(client):
     assert "claude" in ids and "gemini/gemini-2.5-flash" in ids
 
 
+def test_two_turn_conversation_through_extra_headers(client, hub):
+    raw = client.chat.completions.with_raw_response.create(
+        model="claude", messages=[{"role": "user", "content": "my favourite colour is teal"}])
+    session_id = raw.headers["x-session-id"]
+    assert raw.parse().choices[0].message.content.endswith("teal")
+
+    second = client.chat.completions.create(
+        model="claude",
+        messages=[{"role": "user", "content": "what is my favourite colour?"}],
+        extra_headers={"X-Session-ID": session_id},
+    )
+    # The model was sent the first turn as history (the fake model echoes its prompt).
+    assert "my favourite colour is teal" in second.choices[0].message.content
+
+    status, session = hub.get(f"/v1/sessions/{session_id}")
+    assert status == 200
+    assert [m["role"] for m in session["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert session["messages"][2]["content"] == "what is my favourite colour?"
+
+
+# Last: the usage limit it provokes makes claude fail fast for the rest of the session.
 def test_errors_become_sdk_exceptions(client):
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
