@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -276,42 +276,63 @@ impl Drop for LongLived {
 
 /// Long-lived processes shared by concurrent clients the way the hub shares its pool: a
 /// client waits for a free process, runs its turn, and the process is `/clear`ed before the
-/// next client gets it. Only the turn is on the client's clock (plus any wait for a process).
+/// next client gets it. The client's clock runs from asking for a process to the `result`.
+///
+/// With `reset_in_slot` the `/clear` runs after the turn has returned, while the process still
+/// holds its slot (what the hub does): a client that comes straight back may wait for it.
+/// Without it the client itself waits for the `/clear` off the clock, so only the turn counts.
 pub struct DirectPool {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     idle: Mutex<Vec<LongLived>>,
+    reset_in_slot: bool,
 }
 
 impl DirectPool {
-    pub async fn start(spec: &CliSpec, n: usize) -> anyhow::Result<DirectPool> {
+    pub async fn start(spec: &CliSpec, n: usize, reset_in_slot: bool) -> anyhow::Result<Arc<Self>> {
         let mut procs = Vec::with_capacity(n);
         for _ in 0..n {
             procs.push(LongLived::spawn(spec).await?);
         }
-        Ok(DirectPool {
-            slots: Semaphore::new(n),
+        Ok(Arc::new(DirectPool {
+            slots: Arc::new(Semaphore::new(n)),
             idle: Mutex::new(procs),
-        })
+            reset_in_slot,
+        }))
     }
 
-    pub async fn turn(&self, text: &str) -> Result<Timing, String> {
+    pub async fn turn(self: &Arc<Self>, text: &str) -> Result<Timing, String> {
         let start = Instant::now();
-        let permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let Some(mut p) = self.idle.lock().expect("idle lock").pop() else {
             return Err("no process left".into());
         };
-        let timing = p.turn(text, start).await;
-        let cleared = match &timing {
-            Ok(_) => p.clear().await,
-            Err(_) => Err(anyhow!("turn failed")),
+        let timing = match p.turn(text, start).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The process is dropped (killed); its slot goes with it.
+                permit.forget();
+                return Err(e.to_string());
+            }
         };
-        if cleared.is_ok() {
-            self.idle.lock().expect("idle lock").push(p);
-            drop(permit);
+        let pool = self.clone();
+        let reset = async move {
+            if p.clear().await.is_ok() {
+                pool.idle.lock().expect("idle lock").push(p);
+                drop(permit);
+            } else {
+                permit.forget();
+            }
+        };
+        if self.reset_in_slot {
+            tokio::spawn(reset);
         } else {
-            // The process is dropped (killed); its slot goes with it.
-            permit.forget();
+            reset.await;
         }
-        timing.map_err(|e| e.to_string())
+        Ok(timing)
     }
 }

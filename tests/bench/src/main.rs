@@ -72,6 +72,10 @@ struct Args {
     /// Recorded time of the real-claude load runs.
     #[arg(long, default_value_t = 15.0)]
     real_measure_secs: f64,
+    /// Extra TOML lines for the hub's claude provider in every scenario (for diagnostics, e.g.
+    /// `max_requests_per_process = 5`).
+    #[arg(long, default_value = "")]
+    claude_extra: String,
     /// Scenarios to leave out: ttft, fake, real.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
@@ -380,8 +384,9 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         "scenario 1: time to first token, hub (default pool: 1 warm process per provider) vs fresh CLI",
     );
     let providers = format!(
-        "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\n\n[providers.gemini]\nkind = \"gemini\"\ncommand = \"{}\"\n",
+        "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\n{}\n\n[providers.gemini]\nkind = \"gemini\"\ncommand = \"{}\"\n",
         env.claude_wrapper.display(),
+        env.args.claude_extra,
         env.gemini_wrapper.display()
     );
     let hub = env.start_hub("hub-ttft", &providers).await?;
@@ -423,6 +428,8 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         Lat::default(),
         Lat::default(),
     );
+    let mut hub_series = Vec::new();
+    let mut cli_series = Vec::new();
     for i in 0..env.args.claude_runs {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = chat_stream(
@@ -436,12 +443,14 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         .map_err(anyhow::Error::msg)?;
         hub_ttft.record(t.ttft);
         hub_total.record(t.total);
+        hub_series.push((t.ttft.as_secs_f64() * 1e4).round() / 10.0);
         // Let the hub finish its /clear before the fresh CLI competes for the CPU.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let r = claude_one_shot(&one_shot, &format!("ping {i}")).await?;
         cli_ttft.record(r.timing.ttft);
         cli_total.record(r.timing.total);
         cli_exit.record(r.exited);
+        cli_series.push((r.timing.ttft.as_secs_f64() * 1e4).round() / 10.0);
     }
     log(&format!(
         "claude: hub TTFT p50 {:.1} ms, fresh TTFT p50 {:.1} ms",
@@ -493,6 +502,8 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         "gemini_runs": env.args.gemini_runs,
         "warmup": warmup,
         "claude_hub": timing_pair(&hub_ttft, &hub_total),
+        "claude_hub_ttft_series_ms": hub_series,
+        "claude_fresh_ttft_series_ms": cli_series,
         "claude_fresh": timing_pair(&cli_ttft, &cli_total),
         "claude_fresh_exit": cli_exit.to_json(),
         "gemini_hub": timing_pair(&ghub_ttft, &ghub_total),
@@ -513,15 +524,9 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
     for &clients in &env.args.levels {
         let slots = clients.min(64);
         // Without the hub: the same turns (and /clear between them) on fake-claude processes.
-        let pool = Arc::new(DirectPool::start(&env.fake_spec(), slots).await?);
+        let pool = DirectPool::start(&env.fake_spec(), slots, true).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let p = pool.clone();
-        let direct = closed_loop(clients, warmup, measure, move |c, s| {
-            let p = p.clone();
-            async move { p.turn(&format!("bench {c}-{s}")).await }
-        })
-        .await;
-        drop(pool);
+        let direct = direct_load(pool, clients, warmup, measure).await;
         log(&format!(
             "{clients} clients, direct fake-claude: p50 {:.3} ms p99 {:.3} ms, {:.0} turns/s",
             direct.total.p50(),
@@ -530,8 +535,9 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
         ));
 
         let providers = format!(
-            "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\nmax_concurrency = {slots}\nwarm_processes = {slots}\nmax_idle = {slots}\nmax_queue = {clients}\nqueue_timeout_secs = 120\n\n[providers.gemini]\nkind = \"gemini\"\nenabled = false\n",
-            env.fake_claude.display()
+            "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\nmax_concurrency = {slots}\nwarm_processes = {slots}\nmax_idle = {slots}\nmax_queue = {clients}\nqueue_timeout_secs = 120\n{}\n\n[providers.gemini]\nkind = \"gemini\"\nenabled = false\n",
+            env.fake_claude.display(),
+            env.args.claude_extra
         );
         let hub = env
             .start_hub(&format!("hub-fake-{clients}"), &providers)
@@ -573,6 +579,22 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
     }))
 }
 
+async fn direct_load(
+    pool: Arc<DirectPool>,
+    clients: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> LoadResult {
+    let result = closed_loop(clients, warmup, measure, move |c, s| {
+        let pool = pool.clone();
+        async move { pool.turn(&format!("bench {c}-{s}")).await }
+    })
+    .await;
+    // Let the last resets finish before the processes are killed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    result
+}
+
 async fn hub_load(hub: &Hub, clients: usize, warmup: Duration, measure: Duration) -> LoadResult {
     let http = http_client();
     let base: Arc<str> = hub.base.clone().into();
@@ -605,29 +627,31 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
     // Long-lived processes answer slowly right after spawn; give them time to start.
     let startup = secs(8.0);
 
-    let pool = Arc::new(DirectPool::start(&env.claude_spec(LONG_ARGS), n).await?);
-    tokio::time::sleep(startup).await;
-    let p = pool.clone();
-    let direct = closed_loop(n, warmup, measure, move |c, s| {
-        let p = p.clone();
-        async move { p.turn(&format!("bench {c}-{s}")).await }
-    })
-    .await;
-    drop(pool);
-    log(&format!(
-        "direct: p50 {:.1} ms p99 {:.1} ms, {:.1} turns/s, {} errors",
-        direct.total.p50(),
-        direct.total.p99(),
-        direct.rps(),
-        direct.error_count()
-    ));
+    let mut directs = Vec::new();
+    for reset_in_slot in [false, true] {
+        let pool = DirectPool::start(&env.claude_spec(LONG_ARGS), n, reset_in_slot).await?;
+        tokio::time::sleep(startup).await;
+        let direct = direct_load(pool, n, warmup, measure).await;
+        log(&format!(
+            "direct (reset in slot: {reset_in_slot}): p50 {:.1} ms p99 {:.1} ms, {:.1} turns/s, {} errors",
+            direct.total.p50(),
+            direct.total.p99(),
+            direct.rps(),
+            direct.error_count()
+        ));
+        directs.push(direct);
+        tokio::time::sleep(secs(2.0)).await;
+    }
+    let direct_slot = directs.pop().expect("two direct runs");
+    let direct = directs.pop().expect("two direct runs");
     tokio::time::sleep(secs(2.0)).await;
     env.anthropic.clear_requests();
 
     let providers = format!(
-        "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\nmax_concurrency = {n}\nwarm_processes = {n}\nmax_idle = {n}\nmax_queue = {}\n\n[providers.gemini]\nkind = \"gemini\"\nenabled = false\n",
+        "[providers.claude]\nkind = \"claude\"\ncommand = \"{}\"\nmax_concurrency = {n}\nwarm_processes = {n}\nmax_idle = {n}\nmax_queue = {}\n{}\n\n[providers.gemini]\nkind = \"gemini\"\nenabled = false\n",
         env.claude_wrapper.display(),
-        n.max(64)
+        n.max(64),
+        env.args.claude_extra
     );
     let hub = env.start_hub("hub-real", &providers).await?;
     hub.wait_idle("claude", n as u64, secs(120.0)).await?;
@@ -651,6 +675,7 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
         "warmup_s": warmup.as_secs_f64(),
         "measure_s": measure.as_secs_f64(),
         "direct": direct.to_json(),
+        "direct_reset_in_slot": direct_slot.to_json(),
         "hub": result.to_json(),
         "mem_idle": mem_json(idle),
         "mem_after": mem_json(after),
@@ -749,7 +774,11 @@ fn print_report(r: &Value) {
         println!(
             "| path | TTFT p50 | TTFT p99 | total p50 | total p99 | req/s | n | errors |\n|---|---|---|---|---|---|---|---|"
         );
-        for (name, key) in [("direct long-lived claude", "direct"), ("hub", "hub")] {
+        for (name, key) in [
+            ("direct, /clear off the clock", "direct"),
+            ("direct, /clear in the slot", "direct_reset_in_slot"),
+            ("hub", "hub"),
+        ] {
             let v = &re[key];
             println!(
                 "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} | {} | {} |",
@@ -763,9 +792,14 @@ fn print_report(r: &Value) {
             );
         }
         println!(
-            "\nhub-added: p50 {:.1} ms, p99 {:.1} ms; hub RSS idle {:.1} MiB, peak {:.1} MiB; spawns {}, retired {}",
+            "\nhub-added vs /clear off the clock: p50 {:.1} ms, p99 {:.1} ms; vs /clear in the slot: p50 {:.1} ms, p99 {:.1} ms",
             f(&re["hub"]["total"]["p50_ms"]) - f(&re["direct"]["total"]["p50_ms"]),
             f(&re["hub"]["total"]["p99_ms"]) - f(&re["direct"]["total"]["p99_ms"]),
+            f(&re["hub"]["total"]["p50_ms"]) - f(&re["direct_reset_in_slot"]["total"]["p50_ms"]),
+            f(&re["hub"]["total"]["p99_ms"]) - f(&re["direct_reset_in_slot"]["total"]["p99_ms"]),
+        );
+        println!(
+            "hub RSS idle {:.1} MiB, peak {:.1} MiB; spawns {}, retired {}",
             f(&re["mem_idle"]["rss_mib"]),
             f(&re["mem_after"]["hwm_mib"]),
             re["spawns"],
