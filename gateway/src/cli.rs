@@ -32,6 +32,23 @@ pub enum Command {
     Config(ServeArgs),
     /// Print a new hub API key, and the `[[keys]]` entry (its SHA-256) to configure.
     Keygen(KeygenArgs),
+    /// Serve MCP over stdin/stdout (for Claude Desktop and other MCP hosts): providers
+    /// in-process, or forwarded to a running hub with --hub-url. Logs go to stderr.
+    McpStdio(McpStdioArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct McpStdioArgs {
+    /// Forward to the hub at this URL (e.g. http://127.0.0.1:8080) instead of running the
+    /// providers in this process.
+    #[arg(long, env = "LLM_MCP_HUB_URL")]
+    pub hub_url: Option<String>,
+    /// Hub API key for --hub-url (sent as a bearer token).
+    #[arg(long, env = "LLM_MCP_HUB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Settings of the in-process providers (as for `serve`; --listen is not used).
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //!
 //! Layers, each depending only on those below it:
 //! - `api`: HTTP front end (OpenAI REST, health, metrics);
+//! - `mcp`: MCP front end (tools, resources, prompts) over the same `service`;
 //! - `service`: what every front end shares (model resolution, chat);
 //! - `backend`: where requests are answered (in-process pools here);
 //! - `runtime`: CLI subprocesses and their pools;
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod mcp;
 pub mod metrics;
 pub mod provider;
 pub mod runtime;

@@ -15,6 +15,19 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(server::serve(config))
         }
+        Command::McpStdio(args) => {
+            let config = Config::load(args.serve.config.as_deref(), &args.serve)?;
+            // stdout carries MCP frames only; telemetry writes to stderr.
+            telemetry::init(config.log_format);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(llm_mcp_hub::mcp::stdio::run(
+                    config,
+                    args.hub_url,
+                    args.api_key,
+                ))
+        }
         Command::Keygen(args) => {
             let (key, hash) = llm_mcp_hub::auth::generate_key();
             let entry = llm_mcp_hub::auth::KeyEntry {

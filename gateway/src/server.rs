@@ -18,26 +18,7 @@ use crate::session::{MemoryStore, RedisStore, SessionStore};
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let keys = Arc::new(load_keys(&config)?);
     refuse_open_exposure(&config, &keys)?;
-    let metrics = Arc::new(Metrics::new());
-    let store = session_store(&config, &metrics).await?;
-    let local = LocalBackend::new(&config, metrics.clone());
-    local.start();
-    let backend: Arc<dyn Backend> = Arc::new(local);
-    let state = AppState {
-        chat: ChatService::new(
-            backend.clone(),
-            store,
-            SessionSettings {
-                ttl: Duration::from_secs(config.session_ttl_secs),
-                max_messages: config.session_max_messages,
-                max_bytes: config.session_max_bytes,
-                busy_wait: Duration::from_millis(config.session_busy_wait_ms),
-            },
-            metrics.clone(),
-        ),
-        metrics,
-        keys,
-    };
+    let (state, backend) = build(&config, keys).await?;
     let app = api::router(state, config.max_body_bytes);
     let listener = TcpListener::bind(config.listen)
         .await
@@ -70,7 +51,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// The hub's services as `serve` (and `mcp-stdio` in-process) run them: session store,
+/// in-process providers (started) and the chat service. Call `backend.shutdown()` at the end.
+pub async fn build(
+    config: &Config,
+    keys: Arc<KeyRing>,
+) -> anyhow::Result<(AppState, Arc<dyn Backend>)> {
+    let metrics = Arc::new(Metrics::new());
+    let store = session_store(config, &metrics).await?;
+    let local = LocalBackend::new(config, metrics.clone());
+    local.start();
+    let backend: Arc<dyn Backend> = Arc::new(local);
+    let state = AppState {
+        chat: ChatService::new(
+            backend.clone(),
+            store,
+            SessionSettings {
+                ttl: Duration::from_secs(config.session_ttl_secs),
+                max_messages: config.session_max_messages,
+                max_bytes: config.session_max_bytes,
+                busy_wait: Duration::from_millis(config.session_busy_wait_ms),
+            },
+            metrics.clone(),
+        ),
+        metrics,
+        keys,
+    };
+    Ok((state, backend))
+}
+
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

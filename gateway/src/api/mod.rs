@@ -39,6 +39,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/v1/sessions/{id}",
             get(sessions::get).delete(sessions::delete),
         )
+        // MCP (streamable HTTP at /mcp, HTTP+SSE at /sse) takes the same keys.
+        .merge(crate::mcp::http::routes(&state, max_body_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(v1)

@@ -366,3 +366,35 @@ pub fn api_key_entry(id: &str, key: &str, providers: Option<&[&str]>) -> String 
         .unwrap_or_default();
     format!("[[api_keys]]\nid = \"{id}\"\nsha256 = \"{hash}\"\n{providers}")
 }
+
+impl Hub {
+    /// `llm-mcp-hub mcp-stdio` with this hub's configuration file and environment, for MCP
+    /// tests: with no `args` it runs its own providers in-process (next to the running hub's);
+    /// `--hub-url` makes it forward to a hub instead. stdin/stdout are left to the MCP client;
+    /// the file returned is for its stderr (`mcp-stdio.log` beside the hub's log).
+    pub fn mcp_stdio_command(&self, args: &[&str]) -> (Command, std::fs::File) {
+        let root = self.log_path.parent().expect("hub dir");
+        let log = std::fs::File::create(root.join("mcp-stdio.log")).unwrap();
+        let mut command = Command::new(hub_binary());
+        command
+            .arg("mcp-stdio")
+            .arg("--config")
+            .arg(root.join("hub.toml"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", root.join("home"))
+            .env("CLAUDE_CODE_OAUTH_TOKEN", "test-oauth-token")
+            .env("GEMINI_CLI_HOME", root.join("gemini-home"))
+            .env("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
+            .env("RUST_LOG", "info,llm_mcp_hub=debug")
+            .kill_on_drop(true);
+        (command, log)
+    }
+
+    /// What `mcp-stdio` wrote to stderr.
+    pub fn mcp_stdio_log(&self) -> String {
+        let root = self.log_path.parent().expect("hub dir");
+        std::fs::read_to_string(root.join("mcp-stdio.log")).unwrap_or_default()
+    }
+}

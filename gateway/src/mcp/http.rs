@@ -1,0 +1,219 @@
+//! The MCP HTTP transports, mounted into the REST router behind its bearer keys:
+//!
+//! - `/mcp`: streamable HTTP (rmcp's `StreamableHttpService`, with `Mcp-Session-Id` sessions);
+//! - `/sse` + `/message`: the older HTTP+SSE transport (protocol 2024-11-05). rmcp no longer
+//!   ships a server for it, so it is built here on rmcp's transport traits: each `GET /sse`
+//!   opens an rmcp server session over a channel pair (a `Sink`/`Stream` transport); its
+//!   messages go out as `message` events, and `POST /message?sessionId=…` feeds it.
+//!
+//! Every HTTP request carries its authenticated `Caller`, so sessions stay with the key that
+//! owns them whatever MCP session a request arrives in.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures::channel::mpsc;
+use futures::{SinkExt, Stream, StreamExt};
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, JsonRpcMessage};
+use rmcp::service::serve_server_with_ct;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, McpServer};
+use crate::api::AppState;
+use crate::auth::Caller;
+
+pub const MCP_PATH: &str = "/mcp";
+pub const SSE_PATH: &str = "/sse";
+pub const SSE_MESSAGE_PATH: &str = "/message";
+
+/// Messages a legacy SSE session buffers from the client before `POST /message` waits.
+const SSE_INBOX: usize = 32;
+
+/// The MCP routes, to be put behind the bearer check. `max_body_bytes` bounds a message.
+pub fn routes(state: &AppState, max_body_bytes: usize) -> Router<AppState> {
+    let hub: Arc<dyn Hub> = Arc::new(state.chat.clone());
+    let mut config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(max_body_bytes)
+        .with_cancellation_token(CancellationToken::new());
+    if state.keys.is_enabled() {
+        // Bearer keys authenticate every request, so the Host may be any name the hub is
+        // reached by (an ingress, a LAN address). Without keys the hub is loopback-only and
+        // rmcp's default (loopback Host names only) blocks DNS-rebinding from web pages.
+        config = config.disable_allowed_hosts();
+    }
+    let streamable = {
+        let hub = hub.clone();
+        StreamableHttpService::new(
+            move || Ok(McpServer::new(hub.clone())),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        )
+    };
+    let sse = SseState {
+        hub,
+        sessions: Arc::new(Mutex::new(HashMap::new())),
+    };
+    Router::new().route_service(MCP_PATH, streamable).merge(
+        Router::new()
+            .route(SSE_PATH, get(sse_connect))
+            .route(SSE_MESSAGE_PATH, post(sse_message))
+            .layer(Extension(sse)),
+    )
+}
+
+#[derive(Clone)]
+struct SseState {
+    hub: Arc<dyn Hub>,
+    sessions: Arc<Mutex<HashMap<String, SseSession>>>,
+}
+
+struct SseSession {
+    /// The key that opened the session; only it may post to it.
+    owner: String,
+    inbox: mpsc::Sender<ClientJsonRpcMessage>,
+}
+
+/// Ends a legacy SSE session when its event stream is dropped (the client went away): the
+/// rmcp service stops, cancelling its requests (and their CLI processes).
+struct SseGuard {
+    sessions: Arc<Mutex<HashMap<String, SseSession>>>,
+    id: String,
+    ct: CancellationToken,
+}
+
+impl Drop for SseGuard {
+    fn drop(&mut self) {
+        self.ct.cancel();
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(&self.id);
+        tracing::debug!(session = %self.id, "MCP SSE session closed");
+    }
+}
+
+/// `GET /sse`: opens a session. The first event, `endpoint`, tells where to POST messages.
+async fn sse_connect(
+    Extension(sse): Extension<SseState>,
+    Extension(caller): Extension<Caller>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (inbox, from_client) = mpsc::channel::<ClientJsonRpcMessage>(SSE_INBOX);
+    let (to_client, mut outbox) = mpsc::channel(SSE_INBOX);
+    sse.sessions.lock().expect("sessions lock").insert(
+        id.clone(),
+        SseSession {
+            owner: caller.key_id.clone(),
+            inbox,
+        },
+    );
+    let ct = CancellationToken::new();
+    let server = McpServer::new(sse.hub.clone());
+    tokio::spawn({
+        let ct = ct.clone();
+        let id = id.clone();
+        async move {
+            match serve_server_with_ct(server, (to_client, from_client), ct).await {
+                Ok(running) => {
+                    let _ = running.waiting().await;
+                }
+                Err(e) => tracing::debug!(session = %id, error = %e, "MCP SSE session ended"),
+            }
+        }
+    });
+    let guard = SseGuard {
+        sessions: sse.sessions.clone(),
+        id: id.clone(),
+        ct,
+    };
+    let endpoint = format!("{SSE_MESSAGE_PATH}?sessionId={id}");
+    let events = async_stream::stream! {
+        let _guard = guard;
+        yield Ok(Event::default().event("endpoint").data(endpoint));
+        while let Some(message) = outbox.next().await {
+            match serde_json::to_string(&message) {
+                Ok(data) => yield Ok(Event::default().event("message").data(data)),
+                Err(e) => tracing::warn!(error = %e, "cannot serialise an MCP message"),
+            }
+        }
+    };
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    #[serde(rename = "sessionId")]
+    session_id: Option<String>,
+}
+
+/// `POST /message?sessionId=…`: one JSON-RPC message for a session; the answer comes on the
+/// session's event stream, so this says only 202 Accepted.
+async fn sse_message(
+    Extension(sse): Extension<SseState>,
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<SessionQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(id) = query.session_id else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing the sessionId query parameter",
+        );
+    };
+    let inbox = {
+        let sessions = sse.sessions.lock().expect("sessions lock");
+        match sessions.get(&id) {
+            // Another key's session is not found either.
+            Some(s) if s.owner == caller.key_id => s.inbox.clone(),
+            _ => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "no such MCP session (or it has closed)",
+                );
+            }
+        }
+    };
+    let mut message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("not a JSON-RPC message of MCP: {e}"),
+            );
+        }
+    };
+    match &mut message {
+        JsonRpcMessage::Request(r) => {
+            r.request.extensions_mut().insert(caller);
+        }
+        JsonRpcMessage::Notification(n) => {
+            n.notification.extensions_mut().insert(caller);
+        }
+        _ => {}
+    }
+    let mut inbox = inbox;
+    if inbox.send(message).await.is_err() {
+        return error(StatusCode::NOT_FOUND, "the MCP session has closed");
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
+    )
+        .into_response()
+}

@@ -1,0 +1,138 @@
+//! The MCP face of the hub: the same chat, sessions and provider state as the REST API, served
+//! as MCP tools, resources and prompts over streamable HTTP (`/mcp`), the older HTTP+SSE
+//! transport (`/sse`) and stdio (`llm-mcp-hub mcp-stdio`).
+//!
+//! - `server`: the rmcp `ServerHandler`, written against [`Hub`];
+//! - `http`: `/mcp`, `/sse` and `/message` behind the REST bearer keys;
+//! - `stdio`: `mcp-stdio`, in-process or forwarding to a hub over REST (`remote`).
+//!
+//! [`Hub`] is what the handler needs from the hub. In-process it is the `ChatService` the REST API
+//! uses (one code path); `mcp-stdio --hub-url` implements it as a client of the REST contract.
+
+pub mod http;
+pub mod prompts;
+pub mod remote;
+pub mod server;
+pub mod stdio;
+
+use async_trait::async_trait;
+use axum::http::header::RETRY_AFTER;
+use axum::response::IntoResponse;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use crate::api::error::ApiError;
+use crate::auth::Caller;
+use crate::provider::ChatEvent;
+use crate::service::{ChatService, ServiceError, TurnRequest};
+
+pub use server::McpServer;
+
+/// A failure as clients see it: the REST API's status, code and message, so MCP and REST
+/// classify every error the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Failure {
+        let error = ApiError::from(e);
+        let status = error.status().as_u16();
+        let body = error.body();
+        let retry_after = error
+            .into_response()
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Failure {
+            status,
+            code: body["error"]["code"].as_str().unwrap_or("error").into(),
+            message: body["error"]["message"].as_str().unwrap_or_default().into(),
+            retry_after,
+        }
+    }
+}
+
+/// A started chat turn.
+pub struct HubTurn {
+    pub session_id: Option<String>,
+    /// `provider/model`.
+    pub model: String,
+    pub events: BoxStream<'static, Result<ChatEvent, Failure>>,
+}
+
+/// What the MCP handler needs from the hub. Providers and sessions are the JSON the REST API
+/// serves (`/v1/providers` entries, `/v1/sessions/{id}`).
+#[async_trait]
+pub trait Hub: Send + Sync + 'static {
+    async fn providers(&self) -> Result<Vec<Value>, Failure>;
+    /// Dropping the turn's events cancels the request (and kills its CLI process).
+    async fn start_turn(&self, caller: &Caller, request: TurnRequest) -> Result<HubTurn, Failure>;
+    async fn get_session(&self, caller: &Caller, id: &str) -> Result<Value, Failure>;
+    async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), Failure>;
+    /// The caller's most recently used sessions (summaries).
+    async fn list_sessions(&self, caller: &Caller, limit: usize) -> Result<Vec<Value>, Failure>;
+}
+
+/// The in-process hub: the `ChatService` the REST API uses.
+#[async_trait]
+impl Hub for ChatService {
+    async fn providers(&self) -> Result<Vec<Value>, Failure> {
+        ChatService::providers(self)
+            .into_iter()
+            .map(|p| serde_json::to_value(p).map_err(internal))
+            .collect()
+    }
+
+    async fn start_turn(&self, caller: &Caller, request: TurnRequest) -> Result<HubTurn, Failure> {
+        let turn = ChatService::start_turn(self, caller, request).await?;
+        Ok(HubTurn {
+            session_id: turn.session_id,
+            model: turn.model.id(),
+            events: turn.events.map(|e| e.map_err(Failure::from)).boxed(),
+        })
+    }
+
+    async fn get_session(&self, caller: &Caller, id: &str) -> Result<Value, Failure> {
+        let view = ChatService::get_session(self, caller, id).await?;
+        serde_json::to_value(view).map_err(internal)
+    }
+
+    async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), Failure> {
+        Ok(ChatService::delete_session(self, caller, id).await?)
+    }
+
+    async fn list_sessions(&self, caller: &Caller, limit: usize) -> Result<Vec<Value>, Failure> {
+        ChatService::list_sessions(self, caller, 0, limit)
+            .await?
+            .into_iter()
+            .map(|s| serde_json::to_value(s).map_err(internal))
+            .collect()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new(500, "internal_error", e.to_string())
+}

@@ -1,0 +1,275 @@
+//! A [`Hub`] that forwards to a running hub over its REST API: chat via
+//! `/v1/chat/completions` (streaming, with `X-Session-ID`), sessions via `/v1/sessions`,
+//! providers via `/v1/providers`. The caller is the hub API key this client sends.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
+use serde_json::{Value, json};
+
+use super::{Failure, Hub, HubTurn};
+use crate::api::chat::SESSION_HEADER;
+use crate::auth::Caller;
+use crate::provider::{ChatEvent, Role, Usage};
+use crate::service::TurnRequest;
+
+pub struct RemoteHub {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl RemoteHub {
+    pub fn new(base: &str, api_key: Option<String>) -> RemoteHub {
+        RemoteHub {
+            base: base.trim_end_matches('/').to_string(),
+            api_key,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(key) => request.header(AUTHORIZATION, format!("Bearer {key}")),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let response = request.send().await.map_err(|e| {
+            Failure::new(
+                503,
+                "hub_unreachable",
+                format!("cannot reach the hub at {}: {e}", self.base),
+            )
+        })?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(error_response(response).await)
+        }
+    }
+
+    async fn get_json(&self, path: &str) -> Result<Value, Failure> {
+        self.send(self.request(reqwest::Method::GET, path))
+            .await?
+            .json()
+            .await
+            .map_err(|e| Failure::new(502, "hub_error", format!("unreadable hub answer: {e}")))
+    }
+}
+
+/// The REST error body (`{"error": {"message", "code"}}`) as a failure.
+async fn error_response(response: reqwest::Response) -> Failure {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body: Value = response.json().await.unwrap_or_default();
+    let mut failure = error_body(status, &body);
+    failure.retry_after = retry_after;
+    failure
+}
+
+fn error_body(status: u16, body: &Value) -> Failure {
+    let error = &body["error"];
+    Failure::new(
+        status,
+        error["code"].as_str().unwrap_or("hub_error"),
+        error["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| format!("the hub answered {status}")),
+    )
+}
+
+fn path_segment(id: &str) -> String {
+    // Session ids are [A-Za-z0-9_-]; anything else would be refused by the hub anyway.
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[async_trait]
+impl Hub for RemoteHub {
+    async fn providers(&self) -> Result<Vec<Value>, Failure> {
+        let body = self.get_json("/v1/providers").await?;
+        Ok(body["data"].as_array().cloned().unwrap_or_default())
+    }
+
+    async fn start_turn(&self, _caller: &Caller, request: TurnRequest) -> Result<HubTurn, Failure> {
+        let mut messages = Vec::new();
+        if let Some(system) = &request.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        for m in &request.messages {
+            let role = match m.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            messages.push(json!({"role": role, "content": m.content}));
+        }
+        let mut http = self
+            .request(reqwest::Method::POST, "/v1/chat/completions")
+            .json(&json!({
+                "model": request.model,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "messages": messages,
+            }));
+        if let Some(id) = &request.session_id {
+            http = http.header(SESSION_HEADER, id);
+        }
+        let response = self.send(http).await?;
+        let session_id = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let mut data = sse_data(response.bytes_stream());
+        // The first chunk (the role) names the model.
+        let first = match data.next().await {
+            Some(Ok(first)) => first,
+            Some(Err(f)) => return Err(f),
+            None => return Err(ended()),
+        };
+        let chunk: Value = serde_json::from_str(&first).unwrap_or_default();
+        if chunk.get("error").is_some() {
+            return Err(error_body(502, &chunk));
+        }
+        let model = chunk["model"]
+            .as_str()
+            .unwrap_or(&request.model)
+            .to_string();
+        let events = async_stream::stream! {
+            let mut data = data;
+            let mut usage: Option<Usage> = None;
+            while let Some(payload) = data.next().await {
+                let payload = match payload {
+                    Ok(p) => p,
+                    Err(f) => { yield Err(f); return; }
+                };
+                if payload == "[DONE]" {
+                    yield Ok(ChatEvent::Done { usage });
+                    return;
+                }
+                let chunk: Value = match serde_json::from_str(&payload) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        yield Err(Failure::new(502, "hub_error", format!("unreadable chunk: {e}")));
+                        return;
+                    }
+                };
+                if chunk.get("error").is_some() {
+                    yield Err(error_body(502, &chunk));
+                    return;
+                }
+                if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+                    usage = Some(Usage {
+                        input_tokens: u["prompt_tokens"].as_u64().unwrap_or(0),
+                        output_tokens: u["completion_tokens"].as_u64().unwrap_or(0),
+                    });
+                }
+                if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str()
+                    && !text.is_empty()
+                {
+                    yield Ok(ChatEvent::Delta(text.to_string()));
+                }
+            }
+            yield Err(ended());
+        };
+        Ok(HubTurn {
+            session_id,
+            model,
+            events: events.boxed(),
+        })
+    }
+
+    async fn get_session(&self, _caller: &Caller, id: &str) -> Result<Value, Failure> {
+        self.get_json(&format!("/v1/sessions/{}", path_segment(id)))
+            .await
+    }
+
+    async fn delete_session(&self, _caller: &Caller, id: &str) -> Result<(), Failure> {
+        self.send(self.request(
+            reqwest::Method::DELETE,
+            &format!("/v1/sessions/{}", path_segment(id)),
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn list_sessions(&self, _caller: &Caller, limit: usize) -> Result<Vec<Value>, Failure> {
+        let body = self
+            .get_json(&format!("/v1/sessions?limit={}", limit.min(100)))
+            .await?;
+        Ok(body["data"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+fn ended() -> Failure {
+    Failure::new(
+        502,
+        "provider_failed",
+        "the hub's answer ended without a result",
+    )
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_data(
+    body: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+) -> futures::stream::BoxStream<'static, Result<String, Failure>> {
+    async_stream::stream! {
+        let mut body = std::pin::pin!(body);
+        let mut buffer = Vec::<u8>::new();
+        loop {
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches(['\r', '\n']);
+                if let Some(data) = line.strip_prefix("data:") {
+                    yield Ok(data.trim_start().to_string());
+                }
+            }
+            match body.next().await {
+                Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+                Some(Err(e)) => {
+                    yield Err(Failure::new(502, "hub_error", format!("the hub's stream broke: {e}")));
+                    return;
+                }
+                None => return,
+            }
+        }
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_sse_payloads_across_chunks() {
+        let parts: Vec<reqwest::Result<bytes::Bytes>> = vec![
+            Ok(bytes::Bytes::from_static(b"data: {\"a\":1}\n\nda")),
+            Ok(bytes::Bytes::from_static(b"ta: [DONE]\r\n\r\n")),
+        ];
+        let data: Vec<_> = sse_data(futures::stream::iter(parts))
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(data, ["{\"a\":1}", "[DONE]"]);
+    }
+
+    #[test]
+    fn rest_errors_keep_their_code() {
+        let f = error_body(
+            404,
+            &json!({"error": {"message": "no such model", "code": "model_not_found"}}),
+        );
+        assert_eq!((f.status, f.code.as_str()), (404, "model_not_found"));
+        assert_eq!(path_segment("../x y"), "xy");
+    }
+}

@@ -1,0 +1,580 @@
+//! The MCP face, driven by rmcp's client over all three transports (streamable HTTP at /mcp,
+//! HTTP+SSE at /sse, stdio via `mcp-stdio`), against the real binary and the real CLIs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e::{Hub, HubOptions, api_key_entry};
+use futures::{Stream, StreamExt};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientJsonRpcMessage, ClientRequest,
+    GetPromptRequestParams, ProgressNotificationParam, ReadResourceRequestParams, ResourceContents,
+    ServerJsonRpcMessage,
+};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, Peer, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+const KEY_A: &str = "lmh_mcp_key_alpha";
+const KEY_B: &str = "lmh_mcp_key_bravo";
+
+fn keyed_claude(claude: &str) -> HubOptions {
+    HubOptions {
+        no_gemini: true,
+        top: [
+            api_key_entry("alpha", KEY_A, None),
+            api_key_entry("bravo", KEY_B, None),
+        ]
+        .join(""),
+        claude: claude.into(),
+        ..Default::default()
+    }
+}
+
+/// A client that records the progress messages it gets.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(message) = params.message {
+            self.progress.lock().unwrap().push(message);
+        }
+    }
+}
+
+type Client = RunningService<RoleClient, Recorder>;
+
+async fn streamable_client(hub: &Hub, key: &str) -> (Client, Recorder) {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(hub.url("/mcp")).auth_header(key),
+    );
+    let recorder = Recorder::default();
+    let client = recorder
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP initialize over streamable HTTP");
+    (client, recorder)
+}
+
+/// The HTTP+SSE transport (2024-11-05) from the client side: `GET /sse`, the `endpoint` event,
+/// then one POST per message. rmcp has no client for it, so the test brings this small one.
+async fn sse_client(hub: &Hub, key: &str) -> (Client, Recorder) {
+    let http = reqwest::Client::new();
+    let response = http
+        .get(hub.url("/sse"))
+        .bearer_auth(key)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = sse_events(response);
+    let (event, endpoint) = events.next().await.expect("endpoint event");
+    assert_eq!(event, "endpoint");
+    assert!(endpoint.starts_with("/message?sessionId="), "{endpoint}");
+    let post_url = hub.url(&endpoint);
+    let (outgoing, mut to_post) = futures::channel::mpsc::channel::<ClientJsonRpcMessage>(16);
+    let key = key.to_string();
+    tokio::spawn(async move {
+        while let Some(message) = to_post.next().await {
+            let r = http
+                .post(&post_url)
+                .bearer_auth(&key)
+                .json(&message)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "POST /message");
+        }
+    });
+    let incoming = events.filter_map(|(event, data)| async move {
+        (event == "message")
+            .then(|| serde_json::from_str::<ServerJsonRpcMessage>(&data).expect("JSON-RPC"))
+    });
+    let recorder = Recorder::default();
+    let client = recorder
+        .clone()
+        .serve((outgoing, Box::pin(incoming)))
+        .await
+        .expect("MCP initialize over SSE");
+    (client, recorder)
+}
+
+/// `(event, data)` pairs of an SSE response.
+fn sse_events(
+    response: reqwest::Response,
+) -> std::pin::Pin<Box<dyn Stream<Item = (String, String)> + Send>> {
+    Box::pin(async_stream(response))
+}
+
+fn async_stream(response: reqwest::Response) -> impl Stream<Item = (String, String)> + Send {
+    futures::stream::unfold(
+        (response.bytes_stream(), String::new()),
+        |(mut body, mut buffer)| async move {
+            loop {
+                if let Some(end) = buffer.find("\n\n") {
+                    let block: String = buffer.drain(..end + 2).collect();
+                    let mut event = "message".to_string();
+                    let mut data = Vec::new();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            event = v.trim().to_string();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+                        }
+                    }
+                    if data.is_empty() {
+                        continue; // keep-alive comments
+                    }
+                    return Some(((event, data.join("\n")), (body, buffer)));
+                }
+                match body.next().await {
+                    Some(Ok(bytes)) => buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                    _ => return None,
+                }
+            }
+        },
+    )
+}
+
+async fn stdio_client(hub: &Hub, args: &[&str]) -> (Client, Recorder) {
+    let (command, log) = hub.mcp_stdio_command(args);
+    let (transport, _) = TokioChildProcess::builder(command)
+        .stderr(log)
+        .spawn()
+        .expect("start mcp-stdio");
+    let recorder = Recorder::default();
+    let client = match recorder.clone().serve(transport).await {
+        Ok(c) => c,
+        Err(e) => panic!("MCP initialize over stdio: {e}\n{}", hub.mcp_stdio_log()),
+    };
+    (client, recorder)
+}
+
+fn args(v: Value) -> CallToolRequestParams {
+    let (name, arguments) = match v {
+        Value::Array(mut a) => (a.remove(0), a.remove(0)),
+        _ => unreachable!(),
+    };
+    CallToolRequestParams::new(name.as_str().unwrap().to_string())
+        .with_arguments(arguments.as_object().unwrap().clone())
+}
+
+async fn call(peer: &Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
+    peer.call_tool(args(json!([tool, arguments])))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+async fn read_json(peer: &Peer<RoleClient>, uri: &str) -> Value {
+    let result = peer
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await
+        .unwrap_or_else(|e| panic!("{uri}: {e}"));
+    match &result.contents[0] {
+        ResourceContents::TextResourceContents {
+            text, mime_type, ..
+        } => {
+            assert_eq!(mime_type.as_deref(), Some("application/json"));
+            serde_json::from_str(text).unwrap()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What every transport must do: discovery, a two-turn conversation, the session resource.
+/// Returns the session id.
+async fn converse(peer: &Peer<RoleClient>) -> String {
+    let info = peer.peer_info().expect("initialized");
+    assert_eq!(info.server_info.as_ref().unwrap().name, "llm-mcp-hub");
+
+    let tools = peer.list_all_tools().await.unwrap();
+    let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    for name in ["chat", "list_providers", "get_session", "delete_session"] {
+        assert!(names.contains(&name.to_string()), "{names:?}");
+    }
+    let chat = tools.iter().find(|t| t.name == "chat").unwrap();
+    assert_eq!(chat.input_schema["required"], json!(["message"]));
+    assert!(chat.input_schema["properties"]["session_id"].is_object());
+
+    let resources = peer.list_all_resources().await.unwrap();
+    let uris: Vec<_> = resources.iter().map(|r| r.uri.clone()).collect();
+    assert!(uris.contains(&"provider://list".to_string()), "{uris:?}");
+    assert!(uris.contains(&"provider://claude".to_string()), "{uris:?}");
+    let templates = peer.list_all_resource_templates().await.unwrap();
+    let templates: Vec<_> = templates.iter().map(|t| t.uri_template.clone()).collect();
+    assert_eq!(templates, ["provider://{name}", "session://{session_id}"]);
+    let prompts = peer.list_all_prompts().await.unwrap();
+    assert!(prompts.len() >= 3, "{prompts:?}");
+    assert!(
+        prompts
+            .iter()
+            .all(|p| p.description.is_some() && p.arguments.is_some())
+    );
+    let prompt = peer
+        .get_prompt(
+            GetPromptRequestParams::new("translate").with_arguments(
+                json!({"text": "Bonjour", "target_language": "German"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_string(&prompt.messages)
+            .unwrap()
+            .contains("Bonjour")
+    );
+
+    let providers = read_json(peer, "provider://list").await;
+    assert_eq!(providers["providers"][0]["name"], "claude");
+    let claude = read_json(peer, "provider://claude").await;
+    assert_eq!(claude["default_model"], "sonnet");
+
+    let first = call(
+        peer,
+        "chat",
+        json!({"provider": "claude", "message": "my name is Ada", "system": "Be terse."}),
+    )
+    .await;
+    assert_eq!(first.is_error, Some(false), "{first:?}");
+    assert_eq!(text(&first), "echo: my name is Ada");
+    let meta = first
+        .structured_content
+        .clone()
+        .expect("structured content");
+    assert_eq!(meta["model"], "claude/sonnet");
+    assert!(
+        meta["usage"]["output_tokens"].as_u64().unwrap() > 0,
+        "{meta}"
+    );
+    let session_id = meta["session_id"].as_str().unwrap().to_string();
+
+    let second = call(
+        peer,
+        "chat",
+        json!({"model": "claude", "message": "what is my name?", "session_id": session_id}),
+    )
+    .await;
+    assert_eq!(second.is_error, Some(false), "{second:?}");
+    let reply = text(&second);
+    // The fake model echoes its whole prompt: the history came along.
+    assert!(
+        reply.contains("my name is Ada") && reply.ends_with("what is my name?"),
+        "{reply}"
+    );
+    assert_eq!(
+        second.structured_content.as_ref().unwrap()["session_id"],
+        session_id.as_str()
+    );
+
+    let session = read_json(peer, &format!("session://{session_id}")).await;
+    let roles: Vec<_> = session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    let via_tool = call(peer, "get_session", json!({"session_id": session_id})).await;
+    assert_eq!(
+        via_tool.structured_content.unwrap()["messages"],
+        session["messages"]
+    );
+    let resources = peer.list_all_resources().await.unwrap();
+    assert!(
+        resources
+            .iter()
+            .any(|r| r.uri == format!("session://{session_id}")),
+        "the caller's sessions are listed"
+    );
+    session_id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamable_http_serves_tools_resources_prompts_with_keys_and_errors() {
+    let hub = Hub::start_with(keyed_claude("")).await;
+
+    // The same bearer keys as REST.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "curl", "version": "0"}}});
+    for key in [None, Some("wrong")] {
+        let mut r = hub
+            .http
+            .post(hub.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(key) = key {
+            r = r.bearer_auth(key);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = hub
+        .http
+        .post(hub.url("/mcp"))
+        .bearer_auth(KEY_A)
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().contains_key("mcp-session-id"),
+        "MCP session ids"
+    );
+
+    let (client, recorder) = streamable_client(&hub, KEY_A).await;
+    let session_id = converse(client.peer()).await;
+    // rmcp's client asks for progress on every request: the reply came as partial text too.
+    let progress = recorder.progress.lock().unwrap().concat();
+    assert!(progress.contains("my name is Ada"), "{progress:?}");
+
+    // Another key sees neither the session nor its listing.
+    let (other, _) = streamable_client(&hub, KEY_B).await;
+    let e = other
+        .read_resource(ReadResourceRequestParams::new(format!(
+            "session://{session_id}"
+        )))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    let stolen = call(&other, "get_session", json!({"session_id": session_id})).await;
+    assert_eq!(stolen.is_error, Some(true));
+    let resumed = call(
+        &other,
+        "chat",
+        json!({"provider": "claude", "message": "hi", "session_id": session_id}),
+    )
+    .await;
+    assert_eq!(resumed.is_error, Some(true), "{resumed:?}");
+    assert!(text(&resumed).contains("session_not_found"));
+
+    // Errors are tool results with isError, saying what is wrong.
+    let unknown = call(&client, "chat", json!({"provider": "gpt", "message": "hi"})).await;
+    assert_eq!(unknown.is_error, Some(true));
+    let message = text(&unknown);
+    assert!(
+        message.contains("model_not_found") && message.contains("claude/sonnet"),
+        "{message}"
+    );
+    let missing = call(&client, "chat", json!({"provider": "claude"})).await;
+    assert_eq!(missing.is_error, Some(true));
+    assert!(text(&missing).contains("message"), "{}", text(&missing));
+    let extra = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "hi", "temperature": 2}),
+    )
+    .await;
+    assert!(text(&extra).contains("temperature"), "{}", text(&extra));
+    let wrong_type = call(&client, "chat", json!({"provider": "claude", "message": 5})).await;
+    assert!(
+        text(&wrong_type).contains("string"),
+        "{}",
+        text(&wrong_type)
+    );
+    let e = client
+        .call_tool(args(json!(["nonexistent", {}])))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Unknown tool"), "{e}");
+    let e = client
+        .read_resource(ReadResourceRequestParams::new("provider://nope"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("claude"), "{e}");
+    let e = client
+        .get_prompt(GetPromptRequestParams::new("translate"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("text"), "{e}");
+
+    // A provider failure is classified as in REST.
+    let failed = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "[[status:529]] overloaded"}),
+    )
+    .await;
+    assert_eq!(failed.is_error, Some(true));
+    assert!(
+        text(&failed).contains("upstream_error"),
+        "{}",
+        text(&failed)
+    );
+
+    // delete_session, then it is gone.
+    let deleted = call(&client, "delete_session", json!({"session_id": session_id})).await;
+    assert_eq!(deleted.is_error, Some(false), "{deleted:?}");
+    let gone = call(&client, "get_session", json!({"session_id": session_id})).await;
+    assert_eq!(gone.is_error, Some(true));
+    assert!(text(&gone).contains("session_not_found"));
+
+    // The connection survived every error.
+    let providers = call(&client, "list_providers", json!({})).await;
+    assert_eq!(
+        providers.structured_content.unwrap()["providers"][0]["name"],
+        "claude"
+    );
+    client.cancel().await.unwrap();
+    other.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_older_sse_transport_serves_the_same_and_keeps_sessions_to_their_key() {
+    let hub = Hub::start_with(keyed_claude("")).await;
+    let r = hub.http.get(hub.url("/sse")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = hub
+        .http
+        .get(hub.url("/sse"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (client, recorder) = sse_client(&hub, KEY_A).await;
+    converse(client.peer()).await;
+    assert!(!recorder.progress.lock().unwrap().is_empty());
+
+    // Another key may not post into this MCP session.
+    let r = hub
+        .http
+        .get(hub.url("/sse"))
+        .bearer_auth(KEY_A)
+        .send()
+        .await
+        .unwrap();
+    let mut open = sse_events(r);
+    let (_, endpoint) = open.next().await.unwrap();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let r = hub
+        .http
+        .post(hub.url(&endpoint))
+        .bearer_auth(KEY_B)
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = hub
+        .http
+        .post(hub.url(&endpoint))
+        .bearer_auth(KEY_A)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_runs_providers_in_process_or_forwards_to_a_hub() {
+    let hub = Hub::start_with(keyed_claude("warm_processes = 0")).await;
+
+    let forwarding = ["--hub-url", hub.base.as_str(), "--api-key", KEY_A];
+    let (client, recorder) = stdio_client(&hub, &forwarding).await;
+    let session_id = converse(client.peer()).await;
+    assert!(!recorder.progress.lock().unwrap().is_empty());
+    client.cancel().await.unwrap();
+    // It went through the hub, as the key's session.
+    let r = hub
+        .http
+        .get(hub.url(&format!("/v1/sessions/{session_id}")))
+        .bearer_auth(KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let (client, _) =
+        stdio_client(&hub, &["--hub-url", hub.base.as_str(), "--api-key", "bad"]).await;
+    let refused = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "hi"}),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        text(&refused).contains("invalid_api_key"),
+        "{}",
+        text(&refused)
+    );
+    client.cancel().await.unwrap();
+
+    let (client, _) = stdio_client(&hub, &[]).await;
+    converse(client.peer()).await;
+    client.cancel().await.unwrap();
+    let log = hub.mcp_stdio_log();
+    assert!(log.contains("providers in-process"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_chat_kills_its_cli_process() {
+    let hub = Hub::start_with(HubOptions {
+        no_gemini: true,
+        claude: "max_concurrency = 1".into(),
+        ..Default::default()
+    })
+    .await;
+    hub.wait_idle("claude", 1).await;
+    let warm = hub.cli_pids();
+    assert!(!warm.is_empty());
+
+    let (client, recorder) = streamable_client(&hub, KEY_A).await;
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(args(json!(["chat",
+        {"provider": "claude", "message": "[[words:300]] [[delay-ms:100]] long"}]))));
+    let handle = client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !recorder.progress.lock().unwrap().concat().contains("word2") {
+        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle
+        .cancel(Some("user pressed stop".into()))
+        .await
+        .unwrap();
+    hub.wait_for_clis("the CLI of a cancelled MCP chat must be killed", |pids| {
+        warm.iter().all(|p| !pids.contains(p))
+    })
+    .await;
+
+    // The hub goes on serving this MCP session.
+    let after = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "again"}),
+    )
+    .await;
+    assert_eq!(text(&after), "echo: again", "{after:?}");
+    client.cancel().await.unwrap();
+}
