@@ -12,10 +12,20 @@ pub struct RedisServer {
     pub url: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(&["--appendfsync", "always"]).await
+    }
+
+    /// With the default `appendfsync everysec`, as a production Redis would run.
+    pub async fn start_fast() -> RedisServer {
+        RedisServer::start_with(&["--appendfsync", "everysec"]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,6 +36,7 @@ impl RedisServer {
             url: format!("redis://127.0.0.1:{port}/"),
             dir: crate::private_dir(),
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.restart().await;
         server
@@ -41,14 +52,8 @@ impl RedisServer {
         assert!(self.child.is_none(), "redis-server already running");
         let child = Command::new(Self::binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", "", "--appendonly", "yes"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
