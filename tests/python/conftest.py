@@ -5,6 +5,8 @@ Needs: `cargo build -p llm-mcp-hub -p fake-models` and `npm ci --prefix tests/cl
 LLM_MCP_HUB_TEST_CLI_BIN.
 """
 
+import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -37,6 +39,7 @@ class RunningHub:
         self.base_url = base_url
         self.fakes = fakes
         self.log = log
+        self.api_key: str | None = None
 
     def fake_requests(self, vendor: str) -> list:
         with urllib.request.urlopen(self.fakes[vendor] + "/_fake/requests") as r:
@@ -53,6 +56,24 @@ class RunningHub:
 
 @pytest.fixture(scope="session")
 def hub():
+    with running_hub() as h:
+        yield h
+
+
+# A hub that requires this API key (MCP tests of the bearer check).
+API_KEY = "lmh_python_sdk_test_key"
+
+
+@pytest.fixture(scope="session")
+def keyed_hub():
+    digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+    with running_hub(top=f'[[api_keys]]\nid = "sdk"\nsha256 = "{digest}"\n', gemini=False) as h:
+        h.api_key = API_KEY
+        yield h
+
+
+@contextlib.contextmanager
+def running_hub(top: str = "", gemini: bool = True):
     for needed in [BIN_DIR / "llm-mcp-hub", BIN_DIR / "fake-models", CLI_BIN / "claude", CLI_BIN / "gemini"]:
         assert needed.exists(), f"{needed} is missing: run scripts/test"
     # Not below /tmp: gemini ignores lock-down settings below a world-writable directory.
@@ -79,10 +100,12 @@ def hub():
 
     port = free_port()
     config = work / "hub.toml"
+    gemini_provider = (f'[providers.gemini]\nkind = "gemini"\ncommand = "{bin_dir / "gemini"}"\n' if gemini
+                       else '[providers.gemini]\nkind = "gemini"\nenabled = false\n')
     config.write_text(
-        f'listen = "127.0.0.1:{port}"\nscratch_dir = "{work / "scratch"}"\n'
+        f'listen = "127.0.0.1:{port}"\nscratch_dir = "{work / "scratch"}"\n{top}'
         f'[providers.claude]\nkind = "claude"\ncommand = "{bin_dir / "claude"}"\n'
-        f'[providers.gemini]\nkind = "gemini"\ncommand = "{bin_dir / "gemini"}"\n')
+        + gemini_provider)
     log = work / "hub.log"
     env = {
         "PATH": os.environ["PATH"],
@@ -103,8 +126,10 @@ def hub():
             if time.time() > deadline:
                 raise RuntimeError("hub did not start:\n" + log.read_text())
             time.sleep(0.05)
-    yield RunningHub(base, fakes, log)
-    proc.terminate()
-    proc.wait(timeout=30)
-    fake.terminate()
-    fake.wait(timeout=10)
+    try:
+        yield RunningHub(base, fakes, log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        fake.terminate()
+        fake.wait(timeout=10)
