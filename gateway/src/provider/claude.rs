@@ -30,7 +30,12 @@ impl Adapter for Claude {
         ProcessMode::LongLived
     }
 
-    fn launch(&self, profile: &LaunchProfile, _scratch: &Path) -> LaunchSpec {
+    fn launch(
+        &self,
+        profile: &LaunchProfile,
+        _scratch: &Path,
+        _env: &dyn Fn(&str) -> Option<String>,
+    ) -> LaunchSpec {
         // `--opt=value` keeps a value that starts with '-' from being read as a flag.
         let mut args: Vec<String> = [
             "-p",
@@ -56,6 +61,7 @@ impl Adapter for Claude {
             env: quiet_env(),
             allowed_env: ALLOWED_ENV,
             files: Vec::new(),
+            links: Vec::new(),
         }
     }
 
@@ -200,6 +206,7 @@ mod tests {
                 system: Some("--be brief".into()),
             },
             Path::new("/tmp/x"),
+            &|_| None,
         );
         for flag in [
             "--tools=",

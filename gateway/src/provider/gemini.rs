@@ -14,13 +14,23 @@ use super::{
 
 pub struct Gemini;
 
-/// Inherited variables gemini may see: where its per-user state (OAuth creds) lives.
-const ALLOWED_ENV: &[&str] = &["GEMINI_CLI_HOME"];
+/// Inherited variables gemini may see (none beyond the common list: its home is private).
+const ALLOWED_ENV: &[&str] = &[];
+
+/// The login and settings files a private home links to. Everything else gemini writes there
+/// (chat recordings of every conversation, project lists, temp files) dies with the process.
+const LOGIN_FILES: &[&str] = &[
+    "oauth_creds.json",
+    "google_accounts.json",
+    "settings.json",
+    "installation_id",
+];
 
 /// The system-level settings file the hub writes per process. System settings override the
 /// user's own, so no user file can bring tools or MCP servers back.
 const SETTINGS_FILE: &str = "hub-settings.json";
 const SYSTEM_PROMPT_FILE: &str = "system.md";
+const PRIVATE_HOME: &str = "home";
 
 /// What gemini sends when no system prompt is asked for: its own coding-agent prompt would tell
 /// the model about files and tools it does not have.
@@ -35,7 +45,12 @@ impl Adapter for Gemini {
         ProcessMode::OneShot
     }
 
-    fn launch(&self, profile: &LaunchProfile, scratch: &Path) -> LaunchSpec {
+    fn launch(
+        &self,
+        profile: &LaunchProfile,
+        scratch: &Path,
+        hub_env: &dyn Fn(&str) -> Option<String>,
+    ) -> LaunchSpec {
         // System settings override the user's: no core tools, no MCP server, no telemetry.
         let settings = json!({
             "tools": {"core": []},
@@ -56,7 +71,24 @@ impl Adapter for Gemini {
             ),
             ("GEMINI_SYSTEM_MD".to_string(), path_of(SYSTEM_PROMPT_FILE)),
             ("GEMINI_CLI_TRUST_WORKSPACE".to_string(), "true".to_string()),
+            // gemini records every conversation under its home for weeks; a private home per
+            // process keeps them only as long as the process.
+            ("GEMINI_CLI_HOME".to_string(), path_of(PRIVATE_HOME)),
         ]);
+        let user_home = hub_env("GEMINI_CLI_HOME").or_else(|| hub_env("HOME"));
+        let links = user_home
+            .map(|home| {
+                LOGIN_FILES
+                    .iter()
+                    .map(|f| {
+                        (
+                            Path::new(PRIVATE_HOME).join(".gemini").join(f),
+                            Path::new(&home).join(".gemini").join(f),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         LaunchSpec {
             args: vec![
                 "--output-format=stream-json".into(),
@@ -70,6 +102,7 @@ impl Adapter for Gemini {
                 (PathBuf::from(SETTINGS_FILE), settings.to_string()),
                 (PathBuf::from(SYSTEM_PROMPT_FILE), system),
             ],
+            links,
         }
     }
 
@@ -206,6 +239,7 @@ mod tests {
                 system: Some("Be terse.".into()),
             },
             Path::new("/scratch"),
+            &|name| (name == "HOME").then(|| "/home/u".to_string()),
         );
         assert!(spec.args.contains(&"--model=gemini-2.5-pro".to_string()));
         assert!(
@@ -221,6 +255,14 @@ mod tests {
         assert!(spec.env.contains(&(
             "GEMINI_SYSTEM_MD".to_string(),
             "/scratch/system.md".to_string()
+        )));
+        assert!(
+            spec.env
+                .contains(&("GEMINI_CLI_HOME".to_string(), "/scratch/home".to_string()))
+        );
+        assert!(spec.links.contains(&(
+            PathBuf::from("home/.gemini/oauth_creds.json"),
+            PathBuf::from("/home/u/.gemini/oauth_creds.json")
         )));
     }
 

@@ -74,6 +74,9 @@ pub struct LaunchSpec {
     pub allowed_env: &'static [&'static str],
     /// (path relative to the scratch directory, contents).
     pub files: Vec<(PathBuf, String)>,
+    /// (path relative to the scratch directory, absolute target): symlinks made when the
+    /// target exists, so a private home can still reach the user's login files.
+    pub links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// How a CLI serves requests over its life.
@@ -91,8 +94,13 @@ pub trait Adapter: Send + Sync {
     fn kind(&self) -> ProviderKind;
     fn mode(&self) -> ProcessMode;
     /// Arguments and environment for a process of `profile`, whose scratch directory is
-    /// `scratch` (also its working directory).
-    fn launch(&self, profile: &LaunchProfile, scratch: &Path) -> LaunchSpec;
+    /// `scratch`. `env` is the hub's own environment (where the user's login lives).
+    fn launch(
+        &self,
+        profile: &LaunchProfile,
+        scratch: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> LaunchSpec;
     /// The bytes to write on stdin for one request. `messages` ends with the new user message.
     fn encode_turn(&self, messages: &[Message]) -> Vec<u8>;
     /// Bytes written on stdin right after spawning. Gemini gives up on stdin when nothing

@@ -84,9 +84,20 @@ impl Launcher {
         for d in [&work, &tmp] {
             std::fs::create_dir(d).map_err(SpawnError::Scratch)?;
         }
-        let spec = self.adapter.launch(profile, dir);
+        let spec = self
+            .adapter
+            .launch(profile, dir, &|name| std::env::var(name).ok());
         for (rel, contents) in &spec.files {
             std::fs::write(dir.join(rel), contents).map_err(SpawnError::Scratch)?;
+        }
+        for (rel, target) in &spec.links {
+            if target.exists() {
+                let link = dir.join(rel);
+                if let Some(parent) = link.parent() {
+                    std::fs::create_dir_all(parent).map_err(SpawnError::Scratch)?;
+                }
+                std::os::unix::fs::symlink(target, &link).map_err(SpawnError::Scratch)?;
+            }
         }
         let mut env = process_env(&spec, std::env::vars(), &self.configured_env);
         env.insert("TMPDIR".into(), tmp.to_string_lossy().into_owned());

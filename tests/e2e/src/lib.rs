@@ -88,6 +88,8 @@ pub struct Hub {
     pub gemini: FakeServer,
     pub http: reqwest::Client,
     pub scratch: PathBuf,
+    /// The gemini home the hub was started with (its login and settings).
+    pub gemini_home: PathBuf,
     child: Option<Child>,
     pub log_path: PathBuf,
     _dir: tempfile::TempDir,
@@ -195,6 +197,7 @@ impl Hub {
             gemini,
             http: reqwest::Client::new(),
             scratch,
+            gemini_home,
             child: Some(child),
             log_path,
             _dir: dir,

@@ -141,3 +141,37 @@ async fn refuses_to_run_gemini_when_its_lockdown_would_be_ignored() {
         "a request with tools reached the model"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conversations_are_not_recorded_in_the_users_gemini_home() {
+    let hub = Hub::start_with(gemini_only("")).await;
+    hub.wait_idle("gemini", 1).await;
+    let warm = hub.cli_pids();
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("private words")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Whatever the process writes, it has written once it is gone.
+    hub.wait_for_clis("the used one-shot process exits", |pids| {
+        warm.iter().all(|p| !pids.contains(p))
+    })
+    .await;
+    let mut found = Vec::new();
+    let mut dirs = vec![hub.gemini_home.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            } else if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("private words")) {
+                found.push(path);
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the conversation was written to {found:?}"
+    );
+    // The private home reached the user's settings through its link: API-key auth for the
+    // fake server was selected there, and the request succeeded.
+}
