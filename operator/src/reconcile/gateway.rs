@@ -1,25 +1,26 @@
 //! HubGateway → router Deployment, Service, ConfigMap, RBAC, Ingress, session store, status.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use llm_mcp_hub_crds::{HubGateway, HubGatewayStatus, LLMProvider, SessionStoreMode, condition};
 use rand::distr::{Alphanumeric, SampleString};
-use serde_json::json;
 
+use super::status::{
+    failures, measured, publish_status, report_problem, rolling_out, set_degraded,
+};
 use super::{Context, Error, SecretNeed, apply, delete_if_exists, read_secrets};
 use crate::builders::gateway::{self, GatewayInputs};
-use crate::builders::{FIELD_MANAGER, hash_parts};
+use crate::builders::hash_parts;
 use crate::conditions;
-use crate::validate::{self, Problem};
+use crate::validate;
 
 /// Kind label in metrics and logs.
 pub const KIND: &str = "HubGateway";
@@ -30,17 +31,7 @@ pub const PROGRESS_RECHECK: Duration = Duration::from_secs(15);
 
 /// Reconciles one HubGateway.
 pub async fn reconcile(g: Arc<HubGateway>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let result = reconcile_inner(&g, &ctx).await;
-    ctx.metrics
-        .duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.succeeded(g.as_ref());
-    }
-    result
+    measured(g.as_ref(), &ctx, reconcile_inner(&g, &ctx)).await
 }
 
 /// Generates a Redis password (alphanumeric, so it is safe inside a URL).
@@ -176,21 +167,8 @@ pub fn status_from(
     let desired = g.spec.replicas;
     let st = deployment.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
-    let updated = st.updated_replicas.unwrap_or(0);
-    let observed =
-        st.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
-    let progressing = !observed
-        || ready < desired
-        || updated < desired
-        || st.replicas.unwrap_or(0) > desired
-        || !redis_ready;
-    let failed = st.conditions.iter().flatten().find_map(|c| {
-        let stuck = c.type_ == "Progressing"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded");
-        (stuck || (c.type_ == "ReplicaFailure" && c.status == "True"))
-            .then(|| c.message.clone().unwrap_or_default())
-    });
+    let progressing = rolling_out(deployment, desired) || !redis_ready;
+    let failed = failures(&st).next();
     let mut conds = old.conditions.clone();
     let (is_ready, reason, message) = if let Some(msg) = &failed {
         (
@@ -254,26 +232,7 @@ pub fn status_from(
         generation,
         now,
     );
-    match &failed {
-        Some(msg) => conditions::set(
-            &mut conds,
-            condition::DEGRADED,
-            true,
-            "DeploymentFailed",
-            msg.clone(),
-            generation,
-            now,
-        ),
-        None => conditions::set(
-            &mut conds,
-            condition::DEGRADED,
-            false,
-            "AsExpected",
-            "no problem found",
-            generation,
-            now,
-        ),
-    }
+    set_degraded(&mut conds, failed.as_deref(), generation, now);
     let status = HubGatewayStatus {
         conditions: conds,
         observed_generation: generation,
@@ -283,101 +242,4 @@ pub fn status_from(
         ready_replicas: ready,
     };
     (status, progressing)
-}
-
-async fn report_problem(
-    g: &HubGateway,
-    ctx: &Context,
-    ns: &str,
-    problem: Problem,
-) -> Result<Action, Error> {
-    ctx.metrics
-        .problems
-        .with_label_values(&[KIND, problem.reason])
-        .inc();
-    tracing::warn!(%ns, name = %g.name_any(), reason = problem.reason, message = %problem.message, "HubGateway cannot be reconciled");
-    let now = Timestamp::now();
-    let old = g.status.clone().unwrap_or_default();
-    let generation = g.meta().generation;
-    let mut conds = old.conditions.clone();
-    conditions::set(
-        &mut conds,
-        condition::READY,
-        false,
-        problem.reason,
-        &problem.message,
-        generation,
-        now,
-    );
-    conditions::set(
-        &mut conds,
-        condition::DEGRADED,
-        true,
-        problem.reason,
-        &problem.message,
-        generation,
-        now,
-    );
-    conditions::set(
-        &mut conds,
-        condition::PROGRESSING,
-        false,
-        problem.reason,
-        "waiting for the problem to be fixed",
-        generation,
-        now,
-    );
-    let status = HubGatewayStatus {
-        conditions: conds,
-        observed_generation: generation,
-        ..old
-    };
-    publish_status(g, ctx, ns, status).await?;
-    Ok(Action::requeue(RESYNC))
-}
-
-async fn publish_status(
-    g: &HubGateway,
-    ctx: &Context,
-    ns: &str,
-    status: HubGatewayStatus,
-) -> Result<(), Error> {
-    let before = g
-        .status
-        .as_ref()
-        .and_then(|s| conditions::get(&s.conditions, condition::READY))
-        .map(|(s, r)| (s.to_owned(), r.to_owned()));
-    let after = conditions::get(&status.conditions, condition::READY)
-        .map(|(s, r)| (s.to_owned(), r.to_owned()));
-    let message = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition::READY)
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
-    if g.status.as_ref() != Some(&status) {
-        let api: Api<HubGateway> = Api::namespaced(ctx.client.clone(), ns);
-        let patch = json!({
-            "apiVersion": llm_mcp_hub_crds::API_VERSION,
-            "kind": KIND,
-            "status": status,
-        });
-        api.patch_status(
-            &g.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    if before != after
-        && let Some((s, reason)) = after
-    {
-        let type_ = if s == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        ctx.event(g, type_, &reason, "Reconcile", message).await;
-    }
-    Ok(())
 }

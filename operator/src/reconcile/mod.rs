@@ -2,6 +2,7 @@
 
 pub mod gateway;
 pub mod provider;
+pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;

@@ -2,21 +2,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use llm_mcp_hub_crds::{AccountStatus, LLMProvider, LLMProviderStatus, condition, labels};
-use serde_json::json;
 
+use super::status::{
+    failures, measured, publish_status, report_problem, rolling_out, set_degraded,
+};
 use super::{Context, Error, SecretNeed, apply, read_secrets};
-use crate::builders::{FIELD_MANAGER, hash_parts, worker};
+use crate::builders::{hash_parts, worker};
 use crate::conditions;
-use crate::validate::{self, Problem};
+use crate::validate;
 
 /// Kind label in metrics and logs.
 pub const KIND: &str = "LLMProvider";
@@ -28,17 +29,7 @@ pub const PROGRESS_RECHECK: Duration = Duration::from_secs(15);
 
 /// Reconciles one LLMProvider.
 pub async fn reconcile(p: Arc<LLMProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    ctx.metrics.reconciles.with_label_values(&[KIND]).inc();
-    let result = reconcile_inner(&p, &ctx).await;
-    ctx.metrics
-        .duration
-        .with_label_values(&[KIND])
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.succeeded(p.as_ref());
-    }
-    result
+    measured(p.as_ref(), &ctx, reconcile_inner(&p, &ctx)).await
 }
 
 async fn reconcile_inner(p: &LLMProvider, ctx: &Context) -> Result<Action, Error> {
@@ -137,25 +128,12 @@ pub fn status_from(
     for d in deployments {
         let st = d.status.clone().unwrap_or_default();
         let ready = st.ready_replicas.unwrap_or(0);
-        let updated = st.updated_replicas.unwrap_or(0);
-        let total = st.replicas.unwrap_or(0);
         ready_total += ready;
-        let observed = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
-        if !observed || ready < per_account || updated < per_account || total > per_account {
+        if rolling_out(d, per_account) {
             progressing = true;
         }
-        for c in st.conditions.iter().flatten() {
-            let stuck = c.type_ == "Progressing"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("ProgressDeadlineExceeded");
-            let replica_failure = c.type_ == "ReplicaFailure" && c.status == "True";
-            if stuck || replica_failure {
-                failed = Some(format!(
-                    "Deployment {}: {}",
-                    d.name_any(),
-                    c.message.clone().unwrap_or_default()
-                ));
-            }
+        if let Some(msg) = failures(&st).last() {
+            failed = Some(format!("Deployment {}: {msg}", d.name_any()));
         }
         let account = d.labels().get(labels::ACCOUNT).cloned().unwrap_or_default();
         let usage_limited_until = old
@@ -229,26 +207,7 @@ pub fn status_from(
             now,
         );
     }
-    match &failed {
-        Some(msg) => conditions::set(
-            &mut conds,
-            condition::DEGRADED,
-            true,
-            "DeploymentFailed",
-            msg.clone(),
-            generation,
-            now,
-        ),
-        None => conditions::set(
-            &mut conds,
-            condition::DEGRADED,
-            false,
-            "AsExpected",
-            "no problem found",
-            generation,
-            now,
-        ),
-    }
+    set_degraded(&mut conds, failed.as_deref(), generation, now);
     let status = LLMProviderStatus {
         conditions: conds,
         observed_generation: generation,
@@ -259,105 +218,4 @@ pub fn status_from(
         usage_limited_until: old.usage_limited_until,
     };
     (status, progressing)
-}
-
-/// A spec or Secret problem: condition, Warning event, no error (so no hot retry loop); the
-/// Secret watch or a spec change brings the provider back.
-async fn report_problem(
-    p: &LLMProvider,
-    ctx: &Context,
-    ns: &str,
-    problem: Problem,
-) -> Result<Action, Error> {
-    ctx.metrics
-        .problems
-        .with_label_values(&[KIND, problem.reason])
-        .inc();
-    tracing::warn!(%ns, name = %p.name_any(), reason = problem.reason, message = %problem.message, "LLMProvider cannot be reconciled");
-    let now = Timestamp::now();
-    let old = p.status.clone().unwrap_or_default();
-    let generation = p.meta().generation;
-    let mut conds = old.conditions.clone();
-    conditions::set(
-        &mut conds,
-        condition::READY,
-        false,
-        problem.reason,
-        &problem.message,
-        generation,
-        now,
-    );
-    conditions::set(
-        &mut conds,
-        condition::DEGRADED,
-        true,
-        problem.reason,
-        &problem.message,
-        generation,
-        now,
-    );
-    conditions::set(
-        &mut conds,
-        condition::PROGRESSING,
-        false,
-        problem.reason,
-        "waiting for the problem to be fixed",
-        generation,
-        now,
-    );
-    let status = LLMProviderStatus {
-        conditions: conds,
-        observed_generation: generation,
-        ..old
-    };
-    publish_status(p, ctx, ns, status).await?;
-    Ok(Action::requeue(RESYNC))
-}
-
-/// Applies the status (server-side apply on the status subresource) and publishes an event when
-/// the Ready condition changes.
-async fn publish_status(
-    p: &LLMProvider,
-    ctx: &Context,
-    ns: &str,
-    status: LLMProviderStatus,
-) -> Result<(), Error> {
-    let before = p
-        .status
-        .as_ref()
-        .and_then(|s| conditions::get(&s.conditions, condition::READY))
-        .map(|(s, r)| (s.to_owned(), r.to_owned()));
-    let after = conditions::get(&status.conditions, condition::READY)
-        .map(|(s, r)| (s.to_owned(), r.to_owned()));
-    let message = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition::READY)
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
-    if p.status.as_ref() != Some(&status) {
-        let api: Api<LLMProvider> = Api::namespaced(ctx.client.clone(), ns);
-        let patch = json!({
-            "apiVersion": llm_mcp_hub_crds::API_VERSION,
-            "kind": KIND,
-            "status": status,
-        });
-        api.patch_status(
-            &p.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    if before != after
-        && let Some((s, reason)) = after
-    {
-        let type_ = if s == "True" {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        ctx.event(p, type_, &reason, "Reconcile", message).await;
-    }
-    Ok(())
 }
