@@ -39,26 +39,36 @@ fn owned() -> Config {
     ))
 }
 
+/// The stored objects of namespace `ns` that `wanted` picks.
+fn refs_in<K>(
+    store: &Store<K>,
+    ns: Option<String>,
+    wanted: impl Fn(&K) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == ns && wanted(o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 /// LLMProviders that reference a Secret.
 pub fn providers_using_secret(
     store: &Store<LLMProvider>,
     secret: &Secret,
 ) -> Vec<ObjectRef<LLMProvider>> {
-    let ns = secret.namespace();
     let name = secret.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|p| p.namespace() == ns)
-        .filter(|p| {
-            p.spec
-                .credentials
-                .accounts
-                .iter()
-                .any(|a| a.secret_ref.name == name)
-        })
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
-        .collect()
+    refs_in(store, secret.namespace(), |p| {
+        p.spec
+            .credentials
+            .accounts
+            .iter()
+            .any(|a| a.secret_ref.name == name)
+    })
 }
 
 /// HubGateways that reference a Secret (API keys, external Redis URL).
@@ -66,23 +76,16 @@ pub fn gateways_using_secret(
     store: &Store<HubGateway>,
     secret: &Secret,
 ) -> Vec<ObjectRef<HubGateway>> {
-    let ns = secret.namespace();
     let name = secret.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|g| g.namespace() == ns)
-        .filter(|g| {
-            g.spec.api_keys_secret_ref.name == name
-                || (g.spec.session_store.mode == SessionStoreMode::External
-                    && g.spec
-                        .session_store
-                        .external
-                        .as_ref()
-                        .is_some_and(|e| e.url_secret_ref.name == name))
-        })
-        .map(|g| ObjectRef::from_obj(g.as_ref()))
-        .collect()
+    refs_in(store, secret.namespace(), |g| {
+        g.spec.api_keys_secret_ref.name == name
+            || (g.spec.session_store.mode == SessionStoreMode::External
+                && g.spec
+                    .session_store
+                    .external
+                    .as_ref()
+                    .is_some_and(|e| e.url_secret_ref.name == name))
+    })
 }
 
 /// Runs both controllers until `shutdown` is cancelled.
@@ -140,15 +143,7 @@ pub async fn run(
         .watches(
             api::<LLMProvider>(&client, ns),
             Config::default(),
-            move |p: LLMProvider| {
-                let pns = p.namespace();
-                gw_store2
-                    .state()
-                    .iter()
-                    .filter(|g| g.namespace() == pns)
-                    .map(|g| ObjectRef::from_obj(g.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            move |p: LLMProvider| refs_in(&gw_store2, p.namespace(), |_| true),
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(
@@ -163,4 +158,94 @@ pub async fn run(
         });
 
     futures::join!(providers, gateways);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    fn store<K>(objs: Vec<K>) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let mut w = Writer::default();
+        for o in objs {
+            w.apply_watcher_event(&Event::Apply(o));
+        }
+        w.as_reader()
+    }
+
+    fn obj<K: DeserializeOwned>(kind: &str, ns: &str, name: &str, spec: serde_json::Value) -> K {
+        serde_json::from_value(json!({
+            "apiVersion": llm_mcp_hub_crds::API_VERSION, "kind": kind,
+            "metadata": {"name": name, "namespace": ns}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn secret(ns: &str, name: &str) -> Secret {
+        Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                ..Default::default()
+            },
+            ..Secret::default()
+        }
+    }
+
+    fn names<K: Resource<DynamicType = ()>>(refs: Vec<ObjectRef<K>>) -> Vec<String> {
+        let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn secrets_map_to_the_resources_of_their_namespace_that_use_them() {
+        let provider = |ns, name, secret| {
+            obj::<LLMProvider>(
+                "LLMProvider",
+                ns,
+                name,
+                json!({"kind": "claude", "credentials": {"accounts": [{"name": "a", "secretRef": {"name": secret}}]}}),
+            )
+        };
+        let providers = store(vec![
+            provider("hub", "p1", "s1"),
+            provider("hub", "p2", "s2"),
+            provider("other", "p3", "s1"),
+        ]);
+        assert_eq!(
+            names(providers_using_secret(&providers, &secret("hub", "s1"))),
+            ["p1"]
+        );
+
+        let gateway = |name, store| {
+            obj::<HubGateway>(
+                "HubGateway",
+                "hub",
+                name,
+                json!({"apiKeysSecretRef": {"name": "keys"}, "sessionStore": store}),
+            )
+        };
+        let gateways = store(vec![
+            gateway("managed", json!({"mode": "Managed"})),
+            gateway(
+                "external",
+                json!({"mode": "External", "external": {"urlSecretRef": {"name": "url"}}}),
+            ),
+        ]);
+        assert_eq!(
+            names(gateways_using_secret(&gateways, &secret("hub", "keys"))),
+            ["external", "managed"]
+        );
+        assert_eq!(
+            names(gateways_using_secret(&gateways, &secret("hub", "url"))),
+            ["external"]
+        );
+        assert!(gateways_using_secret(&gateways, &secret("other", "keys")).is_empty());
+    }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodSpec;
-use llm_mcp_hub_crds::labels;
+use llm_mcp_hub_crds::{HubGateway, LLMProvider, labels};
 use llm_mcp_hub_operator::builders::BuildConfig;
 use llm_mcp_hub_operator::builders::gateway::{self, GatewayInputs, GatewayObjects};
 use llm_mcp_hub_operator::builders::worker::{self, WorkerObjects};
@@ -24,13 +24,29 @@ fn cfg() -> BuildConfig {
     }
 }
 
-fn hashes(p: &llm_mcp_hub_crds::LLMProvider) -> BTreeMap<String, String> {
+fn hashes(p: &LLMProvider) -> BTreeMap<String, String> {
     p.spec
         .credentials
         .accounts
         .iter()
         .map(|a| (a.name.clone(), format!("hash-of-{}", a.name)))
         .collect()
+}
+
+fn workers(p: &LLMProvider) -> WorkerObjects {
+    worker::build(p, &cfg(), &hashes(p))
+}
+
+fn gateway_objects(
+    g: &HubGateway,
+    secret_hash: &str,
+    redis_password: Option<&str>,
+) -> GatewayObjects {
+    let inputs = GatewayInputs {
+        secret_hash: secret_hash.to_owned(),
+        redis_password: redis_password.map(str::to_owned),
+    };
+    gateway::build(g, &cfg(), &inputs)
 }
 
 fn yaml_docs(docs: &[serde_json::Value]) -> String {
@@ -103,46 +119,30 @@ fn check_snapshot(name: &str, docs: &[serde_json::Value]) {
 
 #[test]
 fn snapshot_claude_provider() {
-    let p = claude_provider();
     check_snapshot(
         "llmprovider-claude",
-        &worker_docs(&worker::build(&p, &cfg(), &hashes(&p))),
+        &worker_docs(&workers(&claude_provider())),
     );
 }
 
 #[test]
 fn snapshot_gemini_provider() {
-    let p = gemini_provider();
     check_snapshot(
         "llmprovider-gemini",
-        &worker_docs(&worker::build(&p, &cfg(), &hashes(&p))),
+        &worker_docs(&workers(&gemini_provider())),
     );
 }
 
 #[test]
 fn snapshot_managed_gateway() {
-    let g = managed_gateway();
-    let inputs = GatewayInputs {
-        secret_hash: "hash-of-keys".into(),
-        redis_password: Some("s3cretPassw0rd".into()),
-    };
-    check_snapshot(
-        "hubgateway-managed-redis",
-        &gateway_docs(&gateway::build(&g, &cfg(), &inputs)),
-    );
+    let o = gateway_objects(&managed_gateway(), "hash-of-keys", Some("s3cretPassw0rd"));
+    check_snapshot("hubgateway-managed-redis", &gateway_docs(&o));
 }
 
 #[test]
 fn snapshot_external_gateway() {
-    let g = external_gateway();
-    let inputs = GatewayInputs {
-        secret_hash: "hash-of-keys-and-url".into(),
-        redis_password: None,
-    };
-    check_snapshot(
-        "hubgateway-external-redis",
-        &gateway_docs(&gateway::build(&g, &cfg(), &inputs)),
-    );
+    let o = gateway_objects(&external_gateway(), "hash-of-keys-and-url", None);
+    check_snapshot("hubgateway-external-redis", &gateway_docs(&o));
 }
 
 fn pod(d: &Deployment) -> &PodSpec {
@@ -178,7 +178,7 @@ fn assert_locked_down(pod: &PodSpec, token_mounted: bool) {
 #[test]
 fn worker_pods_are_locked_down_and_probed() {
     for p in [claude_provider(), gemini_provider()] {
-        let o = worker::build(&p, &cfg(), &hashes(&p));
+        let o = workers(&p);
         for d in &o.deployments {
             let pod = pod(d);
             assert_locked_down(pod, false);
@@ -230,7 +230,7 @@ fn worker_pods_are_locked_down_and_probed() {
 #[test]
 fn claude_token_comes_from_a_secret_key_ref_per_account() {
     let p = claude_provider();
-    let o = worker::build(&p, &cfg(), &hashes(&p));
+    let o = workers(&p);
     assert_eq!(o.deployments.len(), 2);
     let names: Vec<String> = o
         .deployments
@@ -279,7 +279,7 @@ fn claude_token_comes_from_a_secret_key_ref_per_account() {
 #[test]
 fn gemini_credentials_are_copied_into_a_writable_home() {
     let p = gemini_provider();
-    let o = worker::build(&p, &cfg(), &hashes(&p));
+    let o = workers(&p);
     let pod = pod(&o.deployments[0]);
     let init = &pod.init_containers.as_ref().unwrap()[0];
     let script = &init.command.as_ref().unwrap()[2];
@@ -333,16 +333,9 @@ fn secret_change_changes_the_pod_template_hash() {
 #[test]
 fn everything_is_owned_and_labelled() {
     let p = claude_provider();
-    let o = worker::build(&p, &cfg(), &hashes(&p));
+    let o = workers(&p);
     let g = managed_gateway();
-    let go = gateway::build(
-        &g,
-        &cfg(),
-        &GatewayInputs {
-            secret_hash: "h".into(),
-            redis_password: Some("p".into()),
-        },
-    );
+    let go = gateway_objects(&g, "h", Some("p"));
     let docs: Vec<serde_json::Value> = worker_docs(&o)
         .into_iter()
         .chain(gateway_docs(&go))
@@ -365,7 +358,7 @@ fn everything_is_owned_and_labelled() {
 #[test]
 fn worker_service_carries_discovery_labels_and_policy_admits_only_routers() {
     let p = claude_provider();
-    let o = worker::build(&p, &cfg(), &hashes(&p));
+    let o = workers(&p);
     let l = o.service.metadata.labels.as_ref().unwrap();
     assert_eq!(l[labels::PROVIDER], "claude");
     assert_eq!(l[labels::MANAGED_BY], labels::MANAGED_BY_VALUE);
@@ -389,14 +382,7 @@ fn worker_service_carries_discovery_labels_and_policy_admits_only_routers() {
 #[test]
 fn router_contract() {
     let g = managed_gateway();
-    let o = gateway::build(
-        &g,
-        &cfg(),
-        &GatewayInputs {
-            secret_hash: "h".into(),
-            redis_password: Some("pw".into()),
-        },
-    );
+    let o = gateway_objects(&g, "h", Some("pw"));
     let pod = pod(&o.deployment);
     assert_locked_down(pod, true);
     let c = &pod.containers[0];
@@ -468,14 +454,7 @@ fn router_contract() {
 #[test]
 fn managed_redis_is_persistent_authenticated_and_fenced() {
     let g = managed_gateway();
-    let o = gateway::build(
-        &g,
-        &cfg(),
-        &GatewayInputs {
-            secret_hash: "h".into(),
-            redis_password: Some("pw123".into()),
-        },
-    );
+    let o = gateway_objects(&g, "h", Some("pw123"));
     let r = o.redis.as_ref().unwrap();
     assert_eq!(
         r.service.spec.as_ref().unwrap().cluster_ip.as_deref(),
@@ -518,14 +497,7 @@ fn managed_redis_is_persistent_authenticated_and_fenced() {
 #[test]
 fn external_redis_uses_the_users_secret_and_no_statefulset() {
     let g = external_gateway();
-    let o = gateway::build(
-        &g,
-        &cfg(),
-        &GatewayInputs {
-            secret_hash: "h".into(),
-            redis_password: None,
-        },
-    );
+    let o = gateway_objects(&g, "h", None);
     assert!(o.redis.is_none());
     assert!(o.ingress.is_none());
     let env = pod(&o.deployment).containers[0].env.clone().unwrap();

@@ -5,19 +5,18 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
-    StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    Deployment, DeploymentSpec, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction,
-    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    Secret, SecretKeySelector, SecretVolumeSource, Service, ServiceAccount, ServicePort,
-    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction, KeyToPath,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Secret,
+    SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
-    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, ServiceBackendPort,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,8 +25,9 @@ use kube::ResourceExt;
 use llm_mcp_hub_crds::{HubGateway, SessionStoreMode, labels};
 
 use super::{
-    BuildConfig, HUB_UID, REDIS_UID, base_labels, container_security, empty_dir, hash_parts,
-    http_probe, meta, pod_security, resources_or,
+    BuildConfig, HUB_UID, REDIS_UID, admit_only, base_labels, container_security, empty_dir, env,
+    hash_parts, http_container_port, http_probe, http_service_port, meta, pod_security,
+    pull_secrets, resources_or, scheduled, secret_env, surge_rollout,
 };
 
 /// Port the routers listen on.
@@ -172,29 +172,6 @@ fn gateway_selector(g: &HubGateway, component: &str) -> BTreeMap<String, String>
     ])
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
-
-fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_owned(),
-                key: key.to_owned(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 /// Streaming-friendly Ingress annotations (ingress-nginx); the spec's own annotations win.
 pub fn ingress_annotations(user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut a = BTreeMap::from([
@@ -296,12 +273,7 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
             "--config".to_owned(),
             format!("{CONFIG_DIR}/config.toml"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: ROUTER_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![http_container_port(ROUTER_PORT)]),
         env: Some(vec![
             env("HOME", "/tmp"),
             env("TMPDIR", "/tmp"),
@@ -343,7 +315,6 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
         ]),
         ..Container::default()
     };
-    let sched = &spec.scheduling;
     let config_hash = hash_parts([("config.toml", config.as_bytes())]);
     let deployment = Deployment {
         metadata: meta(g, &rname, router_labels.clone()),
@@ -354,13 +325,7 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
                 match_labels: Some(gateway_selector(g, labels::COMPONENT_ROUTER)),
                 ..LabelSelector::default()
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(surge_rollout()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(router_labels.clone()),
@@ -373,47 +338,42 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
                     ])),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(rname.clone()),
-                    // The router talks to the API server (discovery), so it needs its token.
-                    automount_service_account_token: Some(true),
-                    enable_service_links: Some(false),
-                    security_context: Some(pod_security(HUB_UID)),
-                    termination_grace_period_seconds: Some(60),
-                    containers: vec![router],
-                    volumes: Some(vec![
-                        empty_dir("tmp", "256Mi"),
-                        Volume {
-                            name: "config".to_owned(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: rname.clone(),
-                                default_mode: Some(0o444),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "api-keys".to_owned(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(spec.api_keys_secret_ref.name.clone()),
-                                default_mode: Some(0o440),
-                                optional: Some(false),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
-                    image_pull_secrets: (!spec.image_pull_secrets.is_empty())
-                        .then(|| spec.image_pull_secrets.clone()),
-                    node_selector: (!sched.node_selector.is_empty())
-                        .then(|| sched.node_selector.clone()),
-                    tolerations: (!sched.tolerations.is_empty()).then(|| sched.tolerations.clone()),
-                    affinity: sched.affinity.clone(),
-                    topology_spread_constraints: (!sched.topology_spread_constraints.is_empty())
-                        .then(|| sched.topology_spread_constraints.clone()),
-                    priority_class_name: sched.priority_class_name.clone(),
-                    ..PodSpec::default()
-                }),
+                spec: Some(scheduled(
+                    PodSpec {
+                        service_account_name: Some(rname.clone()),
+                        // The router talks to the API server (discovery), so it needs its token.
+                        automount_service_account_token: Some(true),
+                        enable_service_links: Some(false),
+                        security_context: Some(pod_security(HUB_UID)),
+                        termination_grace_period_seconds: Some(60),
+                        containers: vec![router],
+                        volumes: Some(vec![
+                            empty_dir("tmp", "256Mi"),
+                            Volume {
+                                name: "config".to_owned(),
+                                config_map: Some(ConfigMapVolumeSource {
+                                    name: rname.clone(),
+                                    default_mode: Some(0o444),
+                                    ..ConfigMapVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                            Volume {
+                                name: "api-keys".to_owned(),
+                                secret: Some(SecretVolumeSource {
+                                    secret_name: Some(spec.api_keys_secret_ref.name.clone()),
+                                    default_mode: Some(0o440),
+                                    optional: Some(false),
+                                    ..SecretVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                        ]),
+                        image_pull_secrets: pull_secrets(&spec.image_pull_secrets),
+                        ..PodSpec::default()
+                    },
+                    &spec.scheduling,
+                )),
             },
             ..DeploymentSpec::default()
         }),
@@ -429,14 +389,7 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
         spec: Some(ServiceSpec {
             type_: Some(spec.service.type_.as_str().to_owned()),
             selector: Some(gateway_selector(g, labels::COMPONENT_ROUTER)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port: spec.service.port,
-                target_port: Some(IntOrString::String("http".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                app_protocol: Some("http".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![http_service_port(spec.service.port)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -659,8 +612,7 @@ fn redis_objects(g: &HubGateway, password: &str) -> RedisObjects {
                         },
                         empty_dir("tmp", "64Mi"),
                     ]),
-                    image_pull_secrets: (!g.spec.image_pull_secrets.is_empty())
-                        .then(|| g.spec.image_pull_secrets.clone()),
+                    image_pull_secrets: pull_secrets(&g.spec.image_pull_secrets),
                     ..PodSpec::default()
                 }),
             },
@@ -688,31 +640,12 @@ fn redis_objects(g: &HubGateway, password: &str) -> RedisObjects {
         }),
         ..StatefulSet::default()
     };
-    let network_policy = NetworkPolicy {
-        metadata: meta(g, &rname, labels_),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(gateway_selector(g, labels::COMPONENT_REDIS)),
-                ..LabelSelector::default()
-            }),
-            policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(gateway_selector(g, labels::COMPONENT_ROUTER)),
-                        ..LabelSelector::default()
-                    }),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(REDIS_PORT)),
-                    protocol: Some("TCP".to_owned()),
-                    ..NetworkPolicyPort::default()
-                }]),
-            }]),
-            ..NetworkPolicySpec::default()
-        }),
-    };
+    let network_policy = admit_only(
+        meta(g, &rname, labels_),
+        gateway_selector(g, labels::COMPONENT_REDIS),
+        gateway_selector(g, labels::COMPONENT_ROUTER),
+        REDIS_PORT,
+    );
     RedisObjects {
         secret,
         service,

@@ -7,15 +7,21 @@ pub mod worker;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::{DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, EmptyDirVolumeSource, HTTPGetAction, PodSecurityContext, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    Capabilities, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    LocalObjectReference, PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, ServicePort, Volume,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use llm_mcp_hub_crds::labels;
+use llm_mcp_hub_crds::{SchedulingSpec, labels};
 use sha2::{Digest, Sha256};
 
 /// The field manager of every server-side apply of the operator.
@@ -169,6 +175,115 @@ pub fn resources_or(
         )])),
         ..ResourceRequirements::default()
     })
+}
+
+/// An environment variable with a literal value.
+pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+/// An environment variable read from a Secret key; the pod does not start without it.
+pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The container port named `http`, which the probes and the Service target.
+pub fn http_container_port(port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some("http".to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+/// A Service port forwarding to the container port named `http`.
+pub fn http_service_port(port: i32) -> ServicePort {
+    ServicePort {
+        name: Some("http".to_owned()),
+        port,
+        target_port: Some(IntOrString::String("http".to_owned())),
+        protocol: Some("TCP".to_owned()),
+        app_protocol: Some("http".to_owned()),
+        ..ServicePort::default()
+    }
+}
+
+/// Rolling update that starts a new pod before stopping an old one, so capacity never drops.
+pub fn surge_rollout() -> DeploymentStrategy {
+    DeploymentStrategy {
+        type_: Some("RollingUpdate".to_owned()),
+        rolling_update: Some(RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(1)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
+    }
+}
+
+/// The image pull secrets of a pod, left out of the applied object rather than sent empty.
+pub fn pull_secrets(secrets: &[LocalObjectReference]) -> Option<Vec<LocalObjectReference>> {
+    (!secrets.is_empty()).then(|| secrets.to_vec())
+}
+
+/// A pod spec with the resource's scheduling settings; unset ones are left out of the applied
+/// object rather than sent empty.
+pub fn scheduled(pod: PodSpec, sched: &SchedulingSpec) -> PodSpec {
+    PodSpec {
+        node_selector: (!sched.node_selector.is_empty()).then(|| sched.node_selector.clone()),
+        tolerations: (!sched.tolerations.is_empty()).then(|| sched.tolerations.clone()),
+        affinity: sched.affinity.clone(),
+        topology_spread_constraints: (!sched.topology_spread_constraints.is_empty())
+            .then(|| sched.topology_spread_constraints.clone()),
+        priority_class_name: sched.priority_class_name.clone(),
+        ..pod
+    }
+}
+
+/// A NetworkPolicy that lets only the `from` pods of the same namespace reach `port` of `pods`.
+pub fn admit_only(
+    metadata: ObjectMeta,
+    pods: BTreeMap<String, String>,
+    from: BTreeMap<String, String>,
+    port: i32,
+) -> NetworkPolicy {
+    let selector = |labels| LabelSelector {
+        match_labels: Some(labels),
+        ..LabelSelector::default()
+    };
+    NetworkPolicy {
+        metadata,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(pods)),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(selector(from)),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(port)),
+                    protocol: Some("TCP".to_owned()),
+                    ..NetworkPolicyPort::default()
+                }]),
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
 }
 
 /// Hex SHA-256 of labelled parts, order-sensitive; used for rollout annotations.

@@ -3,17 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
-};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector,
-    SecretVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    Container, PodSpec, PodTemplateSpec, SecretVolumeSource, Service, ServiceSpec, Volume,
+    VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,8 +16,9 @@ use kube::ResourceExt;
 use llm_mcp_hub_crds::{AccountSpec, LLMProvider, ProviderKind, labels};
 
 use super::{
-    BuildConfig, HUB_UID, base_labels, container_security, empty_dir, http_probe, meta,
-    pod_security, resources_or,
+    BuildConfig, HUB_UID, admit_only, base_labels, container_security, empty_dir, env,
+    http_container_port, http_probe, http_service_port, meta, pod_security, pull_secrets,
+    resources_or, scheduled, secret_env, surge_rollout,
 };
 
 /// Port the workers listen on.
@@ -103,14 +99,7 @@ pub fn build(
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(provider_selector(p)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".to_owned()),
-                port: WORKER_PORT,
-                target_port: Some(IntOrString::String("http".to_owned())),
-                protocol: Some("TCP".to_owned()),
-                app_protocol: Some("http".to_owned()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(vec![http_service_port(WORKER_PORT)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -128,31 +117,12 @@ pub fn build(
         }),
         ..PodDisruptionBudget::default()
     };
-    let network_policy = NetworkPolicy {
-        metadata: meta(p, &svc_name, provider_labels(p)),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(provider_selector(p)),
-                ..LabelSelector::default()
-            }),
-            policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(router_pod_selector()),
-                        ..LabelSelector::default()
-                    }),
-                    ..NetworkPolicyPeer::default()
-                }]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(WORKER_PORT)),
-                    protocol: Some("TCP".to_owned()),
-                    ..NetworkPolicyPort::default()
-                }]),
-            }]),
-            ..NetworkPolicySpec::default()
-        }),
-    };
+    let network_policy = admit_only(
+        meta(p, &svc_name, provider_labels(p)),
+        provider_selector(p),
+        router_pod_selector(),
+        WORKER_PORT,
+    );
     let deployments = p
         .spec
         .credentials
@@ -185,14 +155,6 @@ pub fn router_pod_selector() -> BTreeMap<String, String> {
     ])
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
-
 fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &str) -> Deployment {
     let name = p.name_any();
     let spec = &p.spec;
@@ -222,18 +184,11 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
         env("LLM_MCP_HUB_ACCOUNT", account.name.clone()),
     ];
     if kind == ProviderKind::Claude {
-        env_vars.push(EnvVar {
-            name: "CLAUDE_CODE_OAUTH_TOKEN".to_owned(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: account.secret_ref.name.clone(),
-                    key: secret_key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
+        env_vars.push(secret_env(
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            &account.secret_ref.name,
+            &secret_key,
+        ));
     }
 
     let home_mounts = vec![
@@ -292,12 +247,7 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
             "--listen".to_owned(),
             format!("0.0.0.0:{WORKER_PORT}"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_owned()),
-            container_port: WORKER_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![http_container_port(WORKER_PORT)]),
         env: Some(env_vars),
         resources: Some(resources_or(
             spec.resources.as_ref(),
@@ -313,25 +263,20 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
         ..Container::default()
     };
 
-    let sched = &spec.scheduling;
-    let pod = PodSpec {
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        security_context: Some(pod_security(HUB_UID)),
-        termination_grace_period_seconds: Some(i64::from(spec.timeouts.request_secs) + 15),
-        init_containers: (!init_containers.is_empty()).then_some(init_containers),
-        containers: vec![container],
-        volumes: Some(volumes),
-        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
-            .then(|| spec.image_pull_secrets.clone()),
-        node_selector: (!sched.node_selector.is_empty()).then(|| sched.node_selector.clone()),
-        tolerations: (!sched.tolerations.is_empty()).then(|| sched.tolerations.clone()),
-        affinity: sched.affinity.clone(),
-        topology_spread_constraints: (!sched.topology_spread_constraints.is_empty())
-            .then(|| sched.topology_spread_constraints.clone()),
-        priority_class_name: sched.priority_class_name.clone(),
-        ..PodSpec::default()
-    };
+    let pod = scheduled(
+        PodSpec {
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            security_context: Some(pod_security(HUB_UID)),
+            termination_grace_period_seconds: Some(i64::from(spec.timeouts.request_secs) + 15),
+            init_containers: (!init_containers.is_empty()).then_some(init_containers),
+            containers: vec![container],
+            volumes: Some(volumes),
+            image_pull_secrets: pull_secrets(&spec.image_pull_secrets),
+            ..PodSpec::default()
+        },
+        &spec.scheduling,
+    );
 
     Deployment {
         metadata: meta(p, deployment_name(&name, &account.name), labels.clone()),
@@ -342,13 +287,7 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
                 match_labels: Some(selector),
                 ..LabelSelector::default()
             },
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::Int(1)),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(surge_rollout()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
