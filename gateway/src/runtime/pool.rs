@@ -289,6 +289,14 @@ impl Pool {
                     .lock()
                     .expect("health lock")
                     .record_failure(e, Duration::from_secs(self.cfg.usage_limit_backoff_secs));
+                // Replacements of crashing processes are started with growing pauses, so a CLI
+                // that dies at once cannot turn every request into a spawn storm.
+                if matches!(
+                    e,
+                    ProviderError::Crashed { .. } | ProviderError::Spawn { .. }
+                ) {
+                    self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 match e {
                     ProviderError::Busy { .. } => {}
                     _ => {
