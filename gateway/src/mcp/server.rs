@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use rmcp::handler::server::common::schema_for_type;
@@ -27,6 +28,9 @@ use crate::service::TurnRequest;
 
 /// Sessions listed as resources (most recently used first).
 const LISTED_SESSIONS: usize = 50;
+
+/// The least time between two progress notifications of a `chat`.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Arguments of the `chat` tool.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -142,26 +146,39 @@ impl McpServer {
             };
             let mut events = turn.events;
             let mut reply = String::new();
+            // Progress is the length of the reply so far; the message is the text that is new
+            // since the previous notification. Deltas are coalesced to one notification per
+            // PROGRESS_INTERVAL, so a fast stream does not cost one message per token.
+            let mut unsent = String::new();
+            let mut last_sent: Option<Instant> = None;
+            let notify = |text: String, done: usize| {
+                let token = progress_token.clone();
+                async move {
+                    if let Some(token) = token {
+                        let _ = context
+                            .peer
+                            .notify_progress(
+                                ProgressNotificationParam::new(token, done as f64)
+                                    .with_message(text),
+                            )
+                            .await;
+                    }
+                }
+            };
             loop {
                 match events.next().await {
                     Some(Ok(ChatEvent::Delta(text))) => {
                         reply.push_str(&text);
-                        if let Some(token) = &progress_token {
-                            // Progress is the length of the reply so far; the message is the
-                            // new text.
-                            let _ = context
-                                .peer
-                                .notify_progress(
-                                    ProgressNotificationParam::new(
-                                        token.clone(),
-                                        reply.len() as f64,
-                                    )
-                                    .with_message(text),
-                                )
-                                .await;
+                        unsent.push_str(&text);
+                        if last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_INTERVAL) {
+                            last_sent = Some(Instant::now());
+                            notify(std::mem::take(&mut unsent), reply.len()).await;
                         }
                     }
                     Some(Ok(ChatEvent::Done { usage })) => {
+                        if !unsent.is_empty() {
+                            notify(std::mem::take(&mut unsent), reply.len()).await;
+                        }
                         let structured = json!({
                             "session_id": turn.session_id,
                             "model": turn.model,
