@@ -25,7 +25,7 @@ async fn error_of(r: reqwest::Response) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_stream_times_out_with_504_and_the_process_is_gone() {
-    let hub = Hub::start_with(claude_only("idle_timeout_secs = 2\nmax_concurrency = 1")).await;
+    let hub = Hub::start_with(claude_only("idle_timeout_secs = 6\nmax_concurrency = 1")).await;
     hub.wait_idle("claude", 1).await;
     let warm = hub.cli_pids();
     let (status, body) = error_of(

@@ -357,7 +357,7 @@ async fn concurrent_turns_on_one_session_get_409() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_or_cancelled_turn_leaves_the_session_as_it_was() {
-    let hub = Hub::start_with(options("", "idle_timeout_secs = 2")).await;
+    let hub = Hub::start_with(options("", "idle_timeout_secs = 6")).await;
     let r = chat(
         &hub,
         None,
