@@ -17,6 +17,8 @@ pub struct LoadResult {
     pub total: Lat,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Every request sent, warm-up included.
+    pub sent: u64,
     /// From the start of the measured window to the last measured completion.
     pub window: Duration,
 }
@@ -34,6 +36,7 @@ impl LoadResult {
         json!({
             "clients": self.clients,
             "ok": self.ok,
+            "sent": self.sent,
             "errors": self.errors,
             "window_s": self.window.as_secs_f64(),
             "rps": self.rps(),
@@ -48,6 +51,7 @@ struct ClientResult {
     total: Lat,
     ok: u64,
     errors: BTreeMap<String, u64>,
+    sent: u64,
     last_done: Option<Instant>,
 }
 
@@ -77,6 +81,7 @@ where
                 total: Lat::default(),
                 ok: 0,
                 errors: BTreeMap::new(),
+                sent: 0,
                 last_done: None,
             };
             let mut seq = 0u64;
@@ -87,6 +92,7 @@ where
                 }
                 let outcome = request(client, seq).await;
                 seq += 1;
+                r.sent += 1;
                 if started < measure_from {
                     continue;
                 }
@@ -117,6 +123,7 @@ where
         result.ttft.add(&r.ttft);
         result.total.add(&r.total);
         result.ok += r.ok;
+        result.sent += r.sent;
         for (e, n) in r.errors {
             *result.errors.entry(e).or_default() += n;
         }

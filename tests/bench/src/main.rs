@@ -343,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
     let mut report = json!({
         "machine": machine(),
         "loadavg_start": loadavg(),
-        "hub": env.hub_bin.display().to_string(),
+        "hub": env.hub_bin.file_name().map(|n| n.to_string_lossy().into_owned()),
     });
     log(&format!("load average at start: {}", loadavg()));
 
