@@ -83,8 +83,9 @@ pub struct ProviderConfig {
     pub queue_timeout_secs: u64,
     /// Processes of the default profile kept started and waiting.
     pub warm_processes: usize,
-    /// Idle processes kept at most, across profiles.
-    pub max_idle: usize,
+    /// Idle processes kept at most, across profiles (default: `max_concurrency`, so a busy pool
+    /// never evicts the processes it is about to reuse).
+    pub max_idle: Option<usize>,
     /// Whole-request deadline (504 after it).
     pub request_timeout_secs: u64,
     /// Longest silence from the CLI during a request (a stalled stream; 504 after it).
@@ -160,7 +161,7 @@ impl ProviderConfig {
             max_queue: 64,
             queue_timeout_secs: 30,
             warm_processes: 1,
-            max_idle: 4,
+            max_idle: None,
             request_timeout_secs: 300,
             idle_timeout_secs: 120,
             reset_timeout_ms: 5000,
@@ -171,6 +172,12 @@ impl ProviderConfig {
             login_recheck_secs: 30,
             env: BTreeMap::new(),
         }
+    }
+
+    pub fn max_idle(&self) -> usize {
+        self.max_idle
+            .unwrap_or(self.max_concurrency)
+            .max(self.warm_processes)
     }
 
     pub fn request_timeout(&self) -> Duration {

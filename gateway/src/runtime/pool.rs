@@ -406,7 +406,7 @@ impl Pool {
                 tokio::time::sleep(spawn_backoff(failures)).await;
             }
             match self.spawn(&profile).await {
-                Ok(p) => self.park(p),
+                Ok(p) => self.park_when_ready(p).await,
                 Err(e) => {
                     self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                     self.health
@@ -426,14 +426,19 @@ impl Pool {
         {
             return;
         }
-        let have = self
-            .idle
-            .lock()
-            .expect("idle lock")
-            .iter()
-            .filter(|p| p.profile == self.default_profile)
-            .count()
-            + self.starting.load(Ordering::Acquire);
+        // Busy long-lived processes come back after their request: they count as warm, or
+        // every recycle under load would start a burst of processes only to evict them.
+        let busy = match self.launcher.adapter.mode() {
+            ProcessMode::LongLived => self.status().busy,
+            ProcessMode::OneShot => 0,
+        };
+        let idle = {
+            let idle = self.idle.lock().expect("idle lock");
+            idle.iter()
+                .filter(|p| p.profile == self.default_profile)
+                .count()
+        };
+        let have = idle + busy + self.starting.load(Ordering::Acquire);
         for _ in have..self.cfg.warm_processes {
             self.starting.fetch_add(1, Ordering::AcqRel);
             let pool = self.clone();
@@ -445,7 +450,7 @@ impl Pool {
                 let spawned = pool.spawn(&pool.default_profile).await;
                 pool.starting.fetch_sub(1, Ordering::AcqRel);
                 match spawned {
-                    Ok(p) => pool.park(p),
+                    Ok(p) => pool.park_when_ready(p).await,
                     Err(e) => {
                         pool.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                         pool.health
@@ -459,13 +464,31 @@ impl Pool {
         }
     }
 
+    /// Parks a process started ahead of time once it can answer at once. A long-lived CLI
+    /// prints nothing until its first turn, so it is given a reset turn: the clean answer proves
+    /// it has started up, and the next request does not pay for its start-up.
+    async fn park_when_ready(&self, mut process: CliProcess) {
+        if self.launcher.adapter.mode() == ProcessMode::LongLived {
+            let line = self.launcher.adapter.reset_turn();
+            // Start-up takes longer than a reset: allow for both.
+            let limit = Duration::from_millis(self.cfg.reset_timeout_ms) + Duration::from_secs(30);
+            if !reset(&mut process, line, limit).await {
+                tracing::warn!(provider = %self.name, stderr = %process.stderr_tail(), "a pre-started CLI did not come up");
+                self.metrics.crashes.with_label_values(&[&self.name]).inc();
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.park(process);
+    }
+
     /// Puts a ready process into the idle set, evicting the oldest one when it is full.
     fn park(&self, process: CliProcess) {
         let evicted = {
             let mut idle = self.idle.lock().expect("idle lock");
             idle.push_back(process);
             let mut evicted = Vec::new();
-            while idle.len() > self.cfg.max_idle.max(self.cfg.warm_processes) {
+            while idle.len() > self.cfg.max_idle() {
                 // Prefer evicting a process of a non-default profile.
                 let pos = idle
                     .iter()
