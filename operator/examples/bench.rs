@@ -1,4 +1,4 @@
-//! Operator benchmarks (results in docs/benchmarks-operator.md):
+//! Operator benchmarks (results in BENCHMARKS.md):
 //!
 //! 1. LLMProvider reconciles per second against an in-process mock API server that answers at once
 //!    (so the number is the operator's own cost: building objects, serializing applies, status),
