@@ -36,6 +36,9 @@ pub struct Config {
     pub session_max_messages: usize,
     /// Bytes of stored JSON a session may hold (413 above, nothing stored).
     pub session_max_bytes: usize,
+    /// Sessions the in-memory store keeps at most; beyond it the least recently used one is
+    /// dropped (each request without `X-Session-ID` creates a session).
+    pub session_max_count: usize,
     /// How long a turn waits for another turn on the same session before 409.
     pub session_busy_wait_ms: u64,
     /// Sessions live in this Redis (`redis://[:password@]host:port/db`); in memory when unset.
@@ -117,6 +120,7 @@ impl Default for Config {
             session_ttl_secs: 3600,
             session_max_messages: 1000,
             session_max_bytes: 2 * 1024 * 1024,
+            session_max_count: 10_000,
             session_busy_wait_ms: 10_000,
             redis_url: None,
             redis_timeout_ms: 2000,
@@ -209,6 +213,7 @@ const ENV_KEYS: &[&str] = &[
     "session_ttl_secs",
     "session_max_messages",
     "session_max_bytes",
+    "session_max_count",
     "session_busy_wait_ms",
     "redis_url",
     "redis_timeout_ms",

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     pub sessions_created: IntCounterVec,
     pub sessions_expired: IntCounterVec,
+    /// Sessions the in-memory store dropped to stay within `session_max_count`.
+    pub sessions_evicted: prometheus::IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -121,6 +123,17 @@ impl Metrics {
                 "Sessions that expired (in-memory store: counted when swept)",
                 &["store"],
             ),
+            sessions_evicted: {
+                let g = prometheus::IntGauge::new(
+                    "sessions_evicted",
+                    "Sessions the in-memory store dropped at capacity, since start",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             registry,
         }
     }

@@ -139,10 +139,11 @@ async fn session_store(
         tracing::info!("sessions in Redis");
         return Ok(Arc::new(store));
     }
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::with_capacity(config.session_max_count));
     // Expired sessions are dropped on access; the sweep frees the ones never read again.
     let sweeper = Arc::downgrade(&store);
     let expired = metrics.sessions_expired.with_label_values(&["memory"]);
+    let evicted = metrics.sessions_evicted.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         loop {
@@ -151,6 +152,7 @@ async fn session_store(
                 return;
             };
             expired.inc_by(store.sweep() as u64);
+            evicted.set(store.evicted() as i64);
         }
     });
     Ok(store)

@@ -14,14 +14,37 @@ struct Entry {
     lock: Option<(String, Instant)>,
 }
 
-#[derive(Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Sessions kept at most; a new one beyond it evicts the least recently used.
+    capacity: usize,
+    evicted: std::sync::atomic::AtomicU64,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::with_capacity(usize::MAX)
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// A store of at most `capacity` sessions: every request without `X-Session-ID` creates
+    /// one, so stateless traffic must not grow memory without bound for a whole TTL.
+    pub fn with_capacity(capacity: usize) -> MemoryStore {
+        MemoryStore {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            evicted: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Sessions dropped to stay within capacity, since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops expired sessions and stale locks; returns how many sessions expired.
@@ -48,6 +71,29 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl MemoryStore {
+    /// Before a new session is stored at capacity: drops the one whose use lies furthest back
+    /// (its expiry is the earliest). Sessions in a turn are left alone.
+    fn make_room(&self, entries: &mut HashMap<String, Entry>, now: Instant) {
+        // The map holds at least every stored session: below capacity there is nothing to scan.
+        if entries.len() <= self.capacity
+            || entries.values().filter(|e| live(e, now).is_some()).count() < self.capacity
+        {
+            return;
+        }
+        let oldest = entries
+            .iter()
+            .filter(|(_, e)| live(e, now).is_some() && e.lock.is_none())
+            .min_by_key(|(_, e)| e.expires)
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            entries.remove(&id);
+            self.evicted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -92,11 +138,15 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("session map lock");
-        let entry = entries.get_mut(&session.id).ok_or(StoreError::LockLost)?;
+        let entry = entries.get(&session.id).ok_or(StoreError::LockLost)?;
         match &entry.lock {
             Some((t, until)) if t == token && *until > now => {}
             _ => return Err(StoreError::LockLost),
         }
+        if live(entry, now).is_none() {
+            self.make_room(&mut entries, now);
+        }
+        let entry = entries.get_mut(&session.id).ok_or(StoreError::LockLost)?;
         entry.session = Some(session.clone());
         entry.expires = now + ttl;
         entry.lock = None;
@@ -177,6 +227,23 @@ mod tests {
     #[tokio::test]
     async fn conforms() {
         super::super::conformance::run_all(&MemoryStore::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_full_store_drops_the_least_recently_used_session() {
+        let store = MemoryStore::with_capacity(2);
+        let ttl = Duration::from_secs(60);
+        for id in ["first-one", "second-one"] {
+            super::super::conformance::store_one(&store, id, "k", ttl).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Using the first one makes the second the least recently used.
+        assert!(store.get("first-one", ttl).await.unwrap().is_some());
+        super::super::conformance::store_one(&store, "third-one", "k", ttl).await;
+        assert!(store.get("second-one", ttl).await.unwrap().is_none());
+        assert!(store.get("first-one", ttl).await.unwrap().is_some());
+        assert!(store.get("third-one", ttl).await.unwrap().is_some());
+        assert_eq!(store.evicted(), 1);
     }
 
     #[tokio::test]
