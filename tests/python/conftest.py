@@ -72,12 +72,27 @@ def keyed_hub():
         yield h
 
 
+def has_shared_ancestor(path: Path) -> bool:
+    """True when a directory above `path` is writable by group or others (such as /tmp)."""
+    return any(p.exists() and p.stat().st_mode & 0o022 for p in path.parents)
+
+
+def private_root() -> Path:
+    """Gemini ignores the hub's lock-down settings below a group- or world-writable directory,
+    and the hub then refuses it: the build tree unless it lies below one, else the user's cache."""
+    in_build = ROOT / "target" / "python-e2e"
+    if not has_shared_ancestor(in_build):
+        return in_build
+    fallback = Path.home() / ".cache" / "llm-mcp-hub-tests" / "python"
+    assert not has_shared_ancestor(fallback), f"no private directory for the tests ({in_build}, {fallback})"
+    return fallback
+
+
 @contextlib.contextmanager
 def running_hub(top: str = "", gemini: bool = True):
     for needed in [BIN_DIR / "llm-mcp-hub", BIN_DIR / "fake-models", CLI_BIN / "claude", CLI_BIN / "gemini"]:
         assert needed.exists(), f"{needed} is missing: run scripts/test"
-    # Not below /tmp: gemini ignores lock-down settings below a world-writable directory.
-    root = ROOT / "target" / "python-e2e"
+    root = private_root()
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
 

@@ -53,12 +53,39 @@ pub fn hub_binary() -> PathBuf {
 /// A private directory for one test. It lies in the build tree, not /tmp: gemini refuses
 /// settings files below a world-writable directory.
 pub fn private_dir() -> tempfile::TempDir {
-    let root = build_dir().join("e2e-tmp");
+    let root = private_root();
     std::fs::create_dir_all(&root).expect("e2e tmp root");
     tempfile::Builder::new()
         .prefix("hub-")
         .tempdir_in(root)
         .expect("private dir")
+}
+
+/// The build tree when no directory above it is writable by others (a checkout under /tmp is),
+/// else a directory in the user's cache.
+fn private_root() -> PathBuf {
+    let in_build = build_dir().join("e2e-tmp");
+    if !has_shared_ancestor(&in_build) {
+        return in_build;
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    let fallback = home.join(".cache").join("llm-mcp-hub-tests");
+    assert!(
+        !has_shared_ancestor(&fallback),
+        "no private directory for the tests: {} and {} both lie below a group- or world-writable directory",
+        in_build.display(),
+        fallback.display()
+    );
+    fallback
+}
+
+/// True when a directory above `path` is writable by group or others.
+fn has_shared_ancestor(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .skip(1)
+        .filter_map(|dir| std::fs::metadata(dir).ok())
+        .any(|meta| meta.permissions().mode() & 0o022 != 0)
 }
 
 fn free_port() -> u16 {
