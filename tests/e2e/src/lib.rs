@@ -109,6 +109,32 @@ pub struct HubOptions {
     pub scratch_dir: Option<PathBuf>,
 }
 
+impl HubOptions {
+    /// Only claude, with extra `[providers.claude]` lines.
+    pub fn claude_only(claude: &str) -> HubOptions {
+        HubOptions {
+            no_gemini: true,
+            claude: claude.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Only gemini, with extra `[providers.gemini]` lines.
+    pub fn gemini_only(gemini: &str) -> HubOptions {
+        HubOptions {
+            no_claude: true,
+            gemini: gemini.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Extra top-level configuration lines.
+    pub fn with_top(mut self, top: &str) -> HubOptions {
+        self.top = top.into();
+        self
+    }
+}
+
 pub struct Hub {
     pub base: String,
     pub anthropic: FakeServer,
@@ -271,6 +297,31 @@ impl Hub {
             .expect("request reaches the hub")
     }
 
+    /// Sends a chat request in the background, to overlap it with others.
+    pub fn spawn_chat(
+        &self,
+        body: Value,
+        session: Option<&str>,
+    ) -> tokio::task::JoinHandle<reqwest::Response> {
+        let mut request = self.http.post(self.url("/v1/chat/completions")).json(&body);
+        if let Some(session) = session {
+            request = request.header("X-Session-ID", session);
+        }
+        tokio::spawn(async move { request.send().await.expect("request reaches the hub") })
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
@@ -370,6 +421,22 @@ pub fn processes_under(dir: &Path) -> Vec<i32> {
         .filter(|pid| {
             std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
         })
+        .collect()
+}
+
+/// An error response's status and OpenAI-shaped body.
+pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON error body"))
+}
+
+/// The `content` of each message of a session as `/v1/sessions/{id}` returns it.
+pub fn message_texts(session: &Value) -> Vec<String> {
+    session["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["content"].as_str().expect("text content").to_string())
         .collect()
 }
 

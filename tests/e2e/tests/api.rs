@@ -5,12 +5,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 fn claude_only(top: &str, claude: &str) -> HubOptions {
-    HubOptions {
-        no_gemini: true,
-        top: top.into(),
-        claude: claude.into(),
-        ..Default::default()
-    }
+    HubOptions::claude_only(claude).with_top(top)
 }
 
 async fn post_raw(hub: &Hub, body: &str, content_type: &str) -> (u16, Value) {
@@ -152,15 +147,7 @@ async fn discovery_health_and_metrics() {
         .chat(json!({"model": "claude", "stream": true, "messages": [user("hi")]}))
         .await;
     assert_eq!(sse_data(r).await.last().unwrap(), "[DONE]");
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     for needle in [
         "llm_mcp_hub_requests_total{outcome=\"ok\",provider=\"claude\"} 1",
         "llm_mcp_hub_request_duration_seconds_count{provider=\"claude\"} 1",

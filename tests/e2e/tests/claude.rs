@@ -4,11 +4,7 @@ use e2e::{Hub, HubOptions, sse_data, user};
 use serde_json::{Value, json};
 
 fn claude_only(claude: &str) -> HubOptions {
-    HubOptions {
-        no_gemini: true,
-        claude: claude.into(),
-        ..Default::default()
-    }
+    HubOptions::claude_only(claude)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,15 +163,7 @@ async fn a_reused_process_carries_nothing_from_the_previous_request() {
         "previous request leaked: {second_body}"
     );
     assert_eq!(hub.cli_pids(), before, "the warm process was not reused");
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains("llm_mcp_hub_process_spawns_total{provider=\"claude\"} 1"),
         "{metrics}"

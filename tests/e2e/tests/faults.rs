@@ -4,23 +4,14 @@
 
 use std::time::Duration;
 
-use e2e::{Hub, HubOptions, user};
+use e2e::{Hub, HubOptions, error_of, user};
 use futures::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn claude_only(claude: &str) -> HubOptions {
-    HubOptions {
-        no_gemini: true,
-        claude: claude.into(),
-        ..Default::default()
-    }
-}
-
-async fn error_of(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
+    HubOptions::claude_only(claude)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,15 +65,7 @@ async fn a_client_that_goes_away_mid_stream_kills_the_process_group() {
         warm.iter().all(|p| !pids.contains(p))
     })
     .await;
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains(
             "llm_mcp_hub_process_retired_total{provider=\"claude\",reason=\"aborted\"} 1"
@@ -157,17 +140,10 @@ async fn a_killed_cli_is_a_502_and_a_fresh_process_serves_the_next_request() {
     let hub = Hub::start_with(claude_only("max_concurrency = 1\nmax_idle = 1")).await;
     hub.wait_idle("claude", 1).await;
     let victim = hub.cli_pids();
-    let request = {
-        let hub_url = hub.url("/v1/chat/completions");
-        let http = hub.http.clone();
-        tokio::spawn(async move {
-            http.post(hub_url)
-                .json(&json!({"model": "claude", "messages": [user("[[words:100]] [[delay-ms:100]] x")]}))
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let request = hub.spawn_chat(
+        json!({"model": "claude", "messages": [user("[[words:100]] [[delay-ms:100]] x")]}),
+        None,
+    );
     hub.anthropic
         .wait_for_chat_requests(1, Duration::from_secs(20))
         .await;
@@ -187,15 +163,7 @@ async fn a_killed_cli_is_a_502_and_a_fresh_process_serves_the_next_request() {
         .chat(json!({"model": "claude", "messages": [user("still there?")]}))
         .await;
     assert_eq!(r.status(), 200);
-    let metrics = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics().await;
     assert!(
         metrics.contains("llm_mcp_hub_process_crashes_total{provider=\"claude\"} 1"),
         "{metrics}"
@@ -218,18 +186,10 @@ async fn an_overloaded_upstream_fails_fast_with_502() {
 async fn a_full_pool_and_queue_answers_429_with_retry_after() {
     let hub = Hub::start_with(claude_only("max_concurrency = 1\nmax_queue = 0")).await;
     hub.wait_idle("claude", 1).await;
-    let slow = {
-        let url = hub.url("/v1/chat/completions");
-        let http = hub.http.clone();
-        tokio::spawn(async move {
-            http.post(url)
-                .json(&json!({"model": "claude", "messages": [user("[[words:20]] [[delay-ms:100]] slow")]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let slow = hub.spawn_chat(
+        json!({"model": "claude", "messages": [user("[[words:20]] [[delay-ms:100]] slow")]}),
+        None,
+    );
     hub.anthropic
         .wait_for_chat_requests(1, Duration::from_secs(20))
         .await;
@@ -240,7 +200,7 @@ async fn a_full_pool_and_queue_answers_429_with_retry_after() {
     let (status, body) = error_of(r).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
-    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(slow.await.unwrap().status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

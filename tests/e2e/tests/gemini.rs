@@ -4,11 +4,7 @@ use e2e::{Hub, HubOptions, sse_data, user};
 use serde_json::{Value, json};
 
 fn gemini_only(gemini: &str) -> HubOptions {
-    HubOptions {
-        no_claude: true,
-        gemini: gemini.into(),
-        ..Default::default()
-    }
+    HubOptions::gemini_only(gemini)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{Hub, HubOptions, api_key_entry, sse_data, user};
+use e2e::{Hub, HubOptions, api_key_entry, message_texts, sse_data, user};
 use serde_json::{Value, json};
 
 const KEY_A: &str = "lmh_test_key_alpha";
@@ -11,12 +11,7 @@ const KEY_B: &str = "lmh_test_key_bravo";
 const KEY_GEMINI_ONLY: &str = "lmh_test_key_gemini";
 
 fn options(top: &str, claude: &str) -> HubOptions {
-    HubOptions {
-        no_gemini: true,
-        top: top.into(),
-        claude: claude.into(),
-        ..Default::default()
-    }
+    HubOptions::claude_only(claude).with_top(top)
 }
 
 fn keyed() -> HubOptions {
@@ -318,19 +313,10 @@ async fn concurrent_turns_on_one_session_get_409() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    let slow = {
-        let url = hub.url("/v1/chat/completions");
-        let http = hub.http.clone();
-        tokio::spawn(async move {
-            http.post(url)
-                .header("X-Session-ID", "busy-session-1")
-                .json(&json!({"model": "claude", "messages": [user("[[words:20]] [[delay-ms:100]] slow")]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let slow = hub.spawn_chat(
+        json!({"model": "claude", "messages": [user("[[words:20]] [[delay-ms:100]] slow")]}),
+        Some("busy-session-1"),
+    );
     hub.anthropic
         .wait_for_chat_requests(2, Duration::from_secs(20))
         .await;
@@ -346,7 +332,7 @@ async fn concurrent_turns_on_one_session_get_409() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "session_busy"
     );
-    assert_eq!(slow.await.unwrap(), 200);
+    assert_eq!(slow.await.unwrap().status(), 200);
     let (_, session) = get(&hub, None, "/v1/sessions/busy-session-1").await;
     assert_eq!(
         session["messages"].as_array().unwrap().len(),
@@ -406,12 +392,7 @@ async fn a_failed_or_cancelled_turn_leaves_the_session_as_it_was() {
     .await;
     assert_eq!(r.status(), 200);
     let (_, session) = get(&hub, None, "/v1/sessions/keep-me-intact").await;
-    let texts: Vec<&str> = session["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let texts = message_texts(&session);
     assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(texts[..3], ["first", "echo: first", "second"]);
     assert!(
@@ -565,12 +546,7 @@ async fn with_redis_sessions_survive_an_outage_and_the_hub_recovers() {
     .await;
     assert_eq!(r.status(), 200);
     let (_, session) = get(&hub, None, "/v1/sessions/redis-backed-1").await;
-    let texts: Vec<&str> = session["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap())
-        .collect();
+    let texts = message_texts(&session);
     assert_eq!(
         texts[0], "remember me",
         "the acknowledged turn survived the restart"
