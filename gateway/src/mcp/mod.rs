@@ -32,16 +32,16 @@ pub use server::McpServer;
 /// A failure as clients see it: the REST API's status, code and message, so MCP and REST
 /// classify every error the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct ClientError {
     pub status: u16,
     pub code: String,
     pub message: String,
     pub retry_after: Option<u64>,
 }
 
-impl Failure {
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Failure {
-        Failure {
+impl ClientError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ClientError {
+        ClientError {
             status,
             code: code.into(),
             message: message.into(),
@@ -50,14 +50,14 @@ impl Failure {
     }
 }
 
-impl std::fmt::Display for Failure {
+impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.code)
     }
 }
 
-impl From<ServiceError> for Failure {
-    fn from(e: ServiceError) -> Failure {
+impl From<ServiceError> for ClientError {
+    fn from(e: ServiceError) -> ClientError {
         let error = ApiError::from(e);
         let status = error.status().as_u16();
         let body = error.body();
@@ -66,7 +66,7 @@ impl From<ServiceError> for Failure {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        Failure {
+        ClientError {
             status,
             code: body["error"]["code"].as_str().unwrap_or("error").into(),
             message: body["error"]["message"].as_str().unwrap_or_default().into(),
@@ -80,51 +80,64 @@ pub struct HubTurn {
     pub session_id: Option<String>,
     /// `provider/model`.
     pub model: String,
-    pub events: BoxStream<'static, Result<ChatEvent, Failure>>,
+    pub events: BoxStream<'static, Result<ChatEvent, ClientError>>,
 }
 
 /// What the MCP handler needs from the hub. Providers and sessions are the JSON the REST API
 /// serves (`/v1/providers` entries, `/v1/sessions/{id}`).
 #[async_trait]
 pub trait Hub: Send + Sync + 'static {
-    async fn providers(&self) -> Result<Vec<Value>, Failure>;
+    async fn providers(&self) -> Result<Vec<Value>, ClientError>;
     /// Dropping the turn's events cancels the request (and kills its CLI process).
-    async fn start_turn(&self, caller: &Caller, request: TurnRequest) -> Result<HubTurn, Failure>;
-    async fn get_session(&self, caller: &Caller, id: &str) -> Result<Value, Failure>;
-    async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), Failure>;
+    async fn start_turn(
+        &self,
+        caller: &Caller,
+        request: TurnRequest,
+    ) -> Result<HubTurn, ClientError>;
+    async fn get_session(&self, caller: &Caller, id: &str) -> Result<Value, ClientError>;
+    async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), ClientError>;
     /// The caller's most recently used sessions (summaries).
-    async fn list_sessions(&self, caller: &Caller, limit: usize) -> Result<Vec<Value>, Failure>;
+    async fn list_sessions(&self, caller: &Caller, limit: usize)
+    -> Result<Vec<Value>, ClientError>;
 }
 
 /// The in-process hub: the `ChatService` the REST API uses.
 #[async_trait]
 impl Hub for ChatService {
-    async fn providers(&self) -> Result<Vec<Value>, Failure> {
+    async fn providers(&self) -> Result<Vec<Value>, ClientError> {
         ChatService::providers(self)
             .into_iter()
             .map(|p| serde_json::to_value(p).map_err(internal))
             .collect()
     }
 
-    async fn start_turn(&self, caller: &Caller, request: TurnRequest) -> Result<HubTurn, Failure> {
+    async fn start_turn(
+        &self,
+        caller: &Caller,
+        request: TurnRequest,
+    ) -> Result<HubTurn, ClientError> {
         let turn = ChatService::start_turn(self, caller, request).await?;
         Ok(HubTurn {
             session_id: turn.session_id,
             model: turn.model.id(),
-            events: turn.events.map(|e| e.map_err(Failure::from)).boxed(),
+            events: turn.events.map(|e| e.map_err(ClientError::from)).boxed(),
         })
     }
 
-    async fn get_session(&self, caller: &Caller, id: &str) -> Result<Value, Failure> {
+    async fn get_session(&self, caller: &Caller, id: &str) -> Result<Value, ClientError> {
         let view = ChatService::get_session(self, caller, id).await?;
         serde_json::to_value(view).map_err(internal)
     }
 
-    async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), Failure> {
+    async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), ClientError> {
         Ok(ChatService::delete_session(self, caller, id).await?)
     }
 
-    async fn list_sessions(&self, caller: &Caller, limit: usize) -> Result<Vec<Value>, Failure> {
+    async fn list_sessions(
+        &self,
+        caller: &Caller,
+        limit: usize,
+    ) -> Result<Vec<Value>, ClientError> {
         ChatService::list_sessions(self, caller, 0, limit)
             .await?
             .into_iter()
@@ -133,6 +146,6 @@ impl Hub for ChatService {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Failure {
-    Failure::new(500, "internal_error", e.to_string())
+fn internal(e: impl std::fmt::Display) -> ClientError {
+    ClientError::new(500, "internal_error", e.to_string())
 }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use serde_json::{Value, json};
 
-use super::{Failure, Hub, HubTurn};
+use super::{ClientError, Hub, HubTurn};
 use crate::api::chat::SESSION_HEADER;
 use crate::auth::Caller;
 use crate::provider::{ChatEvent, Role, Usage};
@@ -36,9 +36,12 @@ impl RemoteHub {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
         let response = request.send().await.map_err(|e| {
-            Failure::new(
+            ClientError::new(
                 503,
                 "hub_unreachable",
                 format!("cannot reach the hub at {}: {e}", self.base),
@@ -51,17 +54,17 @@ impl RemoteHub {
         }
     }
 
-    async fn get_json(&self, path: &str) -> Result<Value, Failure> {
+    async fn get_json(&self, path: &str) -> Result<Value, ClientError> {
         self.send(self.request(reqwest::Method::GET, path))
             .await?
             .json()
             .await
-            .map_err(|e| Failure::new(502, "hub_error", format!("unreadable hub answer: {e}")))
+            .map_err(|e| ClientError::new(502, "hub_error", format!("unreadable hub answer: {e}")))
     }
 }
 
 /// The REST error body (`{"error": {"message", "code"}}`) as a failure.
-async fn error_response(response: reqwest::Response) -> Failure {
+async fn error_response(response: reqwest::Response) -> ClientError {
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -73,9 +76,9 @@ async fn error_response(response: reqwest::Response) -> Failure {
     failure
 }
 
-fn error_body(status: u16, body: &Value) -> Failure {
+fn error_body(status: u16, body: &Value) -> ClientError {
     let error = &body["error"];
-    Failure::new(
+    ClientError::new(
         status,
         error["code"].as_str().unwrap_or("hub_error"),
         error["message"]
@@ -94,12 +97,16 @@ fn path_segment(id: &str) -> String {
 
 #[async_trait]
 impl Hub for RemoteHub {
-    async fn providers(&self) -> Result<Vec<Value>, Failure> {
+    async fn providers(&self) -> Result<Vec<Value>, ClientError> {
         let body = self.get_json("/v1/providers").await?;
         Ok(body["data"].as_array().cloned().unwrap_or_default())
     }
 
-    async fn start_turn(&self, _caller: &Caller, request: TurnRequest) -> Result<HubTurn, Failure> {
+    async fn start_turn(
+        &self,
+        _caller: &Caller,
+        request: TurnRequest,
+    ) -> Result<HubTurn, ClientError> {
         let mut messages = Vec::new();
         if let Some(system) = &request.system {
             messages.push(json!({"role": "system", "content": system}));
@@ -158,7 +165,7 @@ impl Hub for RemoteHub {
                 let chunk: Value = match serde_json::from_str(&payload) {
                     Ok(c) => c,
                     Err(e) => {
-                        yield Err(Failure::new(502, "hub_error", format!("unreadable chunk: {e}")));
+                        yield Err(ClientError::new(502, "hub_error", format!("unreadable chunk: {e}")));
                         return;
                     }
                 };
@@ -187,12 +194,12 @@ impl Hub for RemoteHub {
         })
     }
 
-    async fn get_session(&self, _caller: &Caller, id: &str) -> Result<Value, Failure> {
+    async fn get_session(&self, _caller: &Caller, id: &str) -> Result<Value, ClientError> {
         self.get_json(&format!("/v1/sessions/{}", path_segment(id)))
             .await
     }
 
-    async fn delete_session(&self, _caller: &Caller, id: &str) -> Result<(), Failure> {
+    async fn delete_session(&self, _caller: &Caller, id: &str) -> Result<(), ClientError> {
         self.send(self.request(
             reqwest::Method::DELETE,
             &format!("/v1/sessions/{}", path_segment(id)),
@@ -201,7 +208,11 @@ impl Hub for RemoteHub {
         Ok(())
     }
 
-    async fn list_sessions(&self, _caller: &Caller, limit: usize) -> Result<Vec<Value>, Failure> {
+    async fn list_sessions(
+        &self,
+        _caller: &Caller,
+        limit: usize,
+    ) -> Result<Vec<Value>, ClientError> {
         let body = self
             .get_json(&format!("/v1/sessions?limit={}", limit.min(100)))
             .await?;
@@ -209,8 +220,8 @@ impl Hub for RemoteHub {
     }
 }
 
-fn ended() -> Failure {
-    Failure::new(
+fn ended() -> ClientError {
+    ClientError::new(
         502,
         "provider_failed",
         "the hub's answer ended without a result",
@@ -220,7 +231,7 @@ fn ended() -> Failure {
 /// The `data:` payloads of an SSE body.
 fn sse_data(
     body: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
-) -> futures::stream::BoxStream<'static, Result<String, Failure>> {
+) -> futures::stream::BoxStream<'static, Result<String, ClientError>> {
     async_stream::stream! {
         let mut body = std::pin::pin!(body);
         let mut buffer = Vec::<u8>::new();
@@ -236,7 +247,7 @@ fn sse_data(
             match body.next().await {
                 Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
                 Some(Err(e)) => {
-                    yield Err(Failure::new(502, "hub_error", format!("the hub's stream broke: {e}")));
+                    yield Err(ClientError::new(502, "hub_error", format!("the hub's stream broke: {e}")));
                     return;
                 }
                 None => return,

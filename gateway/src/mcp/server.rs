@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Failure, Hub, prompts};
+use super::{ClientError, Hub, prompts};
 use crate::auth::Caller;
 use crate::provider::{ChatEvent, Message, Role};
 use crate::service::TurnRequest;
@@ -190,7 +190,7 @@ impl McpServer {
                     }
                     Some(Err(f)) => return failure_result(&f),
                     None => {
-                        return failure_result(&Failure::new(
+                        return failure_result(&ClientError::new(
                             502,
                             "provider_failed",
                             "the provider's answer ended without a result",
@@ -210,7 +210,7 @@ impl McpServer {
         }
     }
 
-    async fn provider_names(&self) -> Result<Vec<String>, Failure> {
+    async fn provider_names(&self) -> Result<Vec<String>, ClientError> {
         Ok(self
             .hub
             .providers()
@@ -220,7 +220,7 @@ impl McpServer {
             .collect())
     }
 
-    async fn provider(&self, name: &str) -> Result<Value, Failure> {
+    async fn provider(&self, name: &str) -> Result<Value, ClientError> {
         let providers = self.hub.providers().await?;
         let names: Vec<_> = providers
             .iter()
@@ -229,7 +229,7 @@ impl McpServer {
         if let Some(p) = providers.iter().find(|p| p["name"] == name) {
             return Ok(p.clone());
         }
-        Err(Failure::new(
+        Err(ClientError::new(
             404,
             "provider_not_found",
             format!(
@@ -316,7 +316,7 @@ fn tool_error(message: impl Into<String>) -> CallToolResult {
 
 /// A failed tool call: the message and the REST error code, as a result with `isError` so the
 /// client (and its model) can read it.
-fn failure_result(f: &Failure) -> CallToolResult {
+fn failure_result(f: &ClientError) -> CallToolResult {
     let mut text = format!("{} (code: {}", f.message, f.code);
     if let Some(secs) = f.retry_after {
         text.push_str(&format!(", retry after {secs} s"));
@@ -340,7 +340,7 @@ fn structured(value: Value) -> CallToolResult {
     result
 }
 
-fn resource_error(f: Failure, uri: &str) -> ErrorData {
+fn resource_error(f: ClientError, uri: &str) -> ErrorData {
     if f.status == 404 {
         ErrorData::resource_not_found(f.message, Some(json!({"uri": uri})))
     } else {
