@@ -64,6 +64,10 @@ pub struct CliProcess {
 pub enum SpawnError {
     #[error("cannot create a scratch directory: {0}")]
     Scratch(std::io::Error),
+    #[error(
+        "'{0}' was not found: install the CLI and log in, put it on PATH, or set the provider's `command`"
+    )]
+    NotFound(String),
     #[error("cannot start '{command}': {source}")]
     Exec {
         command: String,
@@ -113,9 +117,14 @@ impl Launcher {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| SpawnError::Exec {
-            command: self.command.display().to_string(),
-            source,
+        let mut child = cmd.spawn().map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                SpawnError::NotFound(self.command.display().to_string())
+            }
+            _ => SpawnError::Exec {
+                command: self.command.display().to_string(),
+                source,
+            },
         })?;
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
         let (tx, events) = mpsc::unbounded_channel();
