@@ -255,3 +255,31 @@ impl Drop for CliProcess {
         // kill_on_drop then makes tokio reap the child in the background: no zombie.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::ProviderKind;
+
+    #[tokio::test]
+    async fn a_missing_cli_is_named_with_the_fix() {
+        let scratch = tempfile::tempdir().unwrap();
+        let launcher = Launcher {
+            adapter: ProviderKind::Claude.adapter(),
+            command: PathBuf::from("/nonexistent/claude"),
+            configured_env: BTreeMap::new(),
+            scratch_root: scratch.path().to_path_buf(),
+        };
+        let profile = LaunchProfile {
+            model: "sonnet".into(),
+            system: None,
+        };
+        let Err(err) = launcher.spawn(&profile).await else {
+            panic!("spawned a missing binary")
+        };
+        assert!(matches!(err, SpawnError::NotFound(_)), "{err}");
+        assert!(err.to_string().contains("PATH"));
+        // Nothing is left behind in the scratch root.
+        assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+}
