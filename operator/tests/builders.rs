@@ -182,6 +182,8 @@ fn worker_pods_are_locked_down_and_probed() {
         for d in &o.deployments {
             let pod = pod(d);
             assert_locked_down(pod, false);
+            // The pause process, as PID 1, reaps what a killed CLI group leaves behind.
+            assert_eq!(pod.share_process_namespace, Some(true));
             let c = &pod.containers[0];
             assert_eq!(
                 c.args.as_ref().unwrap(),

@@ -267,6 +267,10 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
         PodSpec {
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            // The worker kills a CLI's whole process group; what the CLI had started is then
+            // re-parented to PID 1. With a shared process namespace PID 1 is the pod's pause
+            // process, which reaps them; the worker as PID 1 would leave them as zombies.
+            share_process_namespace: Some(true),
             security_context: Some(pod_security(HUB_UID)),
             termination_grace_period_seconds: Some(i64::from(spec.timeouts.request_secs) + 15),
             init_containers: (!init_containers.is_empty()).then_some(init_containers),
