@@ -363,7 +363,7 @@ impl Pool {
         let lease = Lease {
             pool: self.clone(),
             process: Some(process),
-            _permit: Some(permit),
+            permit: Some(permit),
         };
         self.update_gauges();
         Ok(lease)
@@ -510,7 +510,7 @@ impl Pool {
         let Some(mut process) = lease.process.take() else {
             return;
         };
-        let permit = lease._permit.take();
+        let permit = lease.permit.take();
         drop(lease);
         process.turns += 1;
         if self.launcher.adapter.mode() == ProcessMode::OneShot {
@@ -616,14 +616,14 @@ fn spawn_backoff(failures: u32) -> Duration {
 struct Lease {
     pool: Arc<Pool>,
     process: Option<CliProcess>,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(process) = self.process.take() {
             self.pool.retire(process, "aborted");
-            self._permit.take();
+            self.permit.take();
             self.pool.update_gauges();
             self.pool.refill_warm();
         }

@@ -57,7 +57,7 @@ pub struct CliProcess {
     events: mpsc::UnboundedReceiver<ProcessEvent>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     // Removed when the process is dropped: the CLI's temp files may hold the conversation.
-    _scratch: tempfile::TempDir,
+    scratch: tempfile::TempDir,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ impl Launcher {
             stdin,
             events,
             stderr_tail,
-            _scratch: scratch,
+            scratch,
         })
     }
 }
@@ -190,10 +190,6 @@ impl Launcher {
 impl CliProcess {
     pub fn pid(&self) -> Option<u32> {
         self.pgid.map(|p| p.as_raw() as u32)
-    }
-
-    pub fn scratch_dir(&self) -> &Path {
-        self._scratch.path()
     }
 
     /// Writes to stdin; `close` ends stdin afterwards (one-shot CLIs read until EOF).
