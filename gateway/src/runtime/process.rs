@@ -5,7 +5,7 @@
 //! a panic can never leave a CLI (or anything it started) behind.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,7 +57,7 @@ pub struct CliProcess {
     events: mpsc::UnboundedReceiver<ProcessEvent>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     // Removed when the process is dropped: the CLI's temp files may hold the conversation.
-    scratch: tempfile::TempDir,
+    _scratch: tempfile::TempDir,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ impl Launcher {
             stdin,
             events,
             stderr_tail,
-            scratch,
+            _scratch: scratch,
         })
     }
 }
