@@ -68,7 +68,9 @@ for (const kind of ["streamable-http", "sse"]) {
         );
         assert.equal(first.isError, false, JSON.stringify(first));
         assert.equal(text(first), "echo: my name is Ada");
-        assert.equal(progress.join(""), "echo: my name is Ada");
+        // Progress is partial text as it streams. rmcp sends notifications and the response on
+        // separate tasks, so the last notification may land after the result: a prefix.
+        assert.ok(progress.length > 0 && "echo: my name is Ada".startsWith(progress.join("")), progress.join("|"));
         const { session_id: sessionId, model, usage } = first.structuredContent;
         assert.equal(model, "claude/sonnet");
         assert.ok(usage.output_tokens > 0);
