@@ -119,7 +119,7 @@ pub trait Adapter: Send + Sync {
 }
 
 /// Every fixed setting that keeps the CLIs quiet and local: no telemetry, no update checks.
-pub(crate) fn quiet_env() -> Vec<(String, String)> {
+pub fn quiet_env() -> Vec<(String, String)> {
     [
         ("DISABLE_TELEMETRY", "1"),
         ("DISABLE_AUTOUPDATER", "1"),

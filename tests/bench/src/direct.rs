@@ -26,21 +26,6 @@ pub struct CliSpec {
     pub scratch_root: PathBuf,
 }
 
-/// The variables the hub gives every CLI to keep it quiet (`provider::quiet_env`).
-pub fn quiet_env() -> Vec<(String, String)> {
-    [
-        ("DISABLE_TELEMETRY", "1"),
-        ("DISABLE_AUTOUPDATER", "1"),
-        ("DISABLE_ERROR_REPORTING", "1"),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ("NO_COLOR", "1"),
-        ("CI", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 impl CliSpec {
     /// A command in a fresh empty working directory with a private `TMPDIR`, in its own
     /// process group.

@@ -27,8 +27,10 @@ use fake_models::FakeServer;
 use serde_json::{Value, json};
 
 use client::{chat_stream, http_client};
-use direct::{CliSpec, DirectPool, claude_one_shot, gemini_one_shot, quiet_env};
+use direct::{CliSpec, DirectPool, claude_one_shot, gemini_one_shot};
 use hub::{Hub, Mem};
+use llm_mcp_hub::config::ProviderConfig;
+use llm_mcp_hub::provider::{LaunchProfile, ProviderKind, quiet_env};
 use load::{LoadResult, closed_loop};
 use stats::Lat;
 
@@ -156,14 +158,14 @@ struct Env {
 }
 
 impl Env {
-    fn claude_spec(&self, args: &[&str]) -> CliSpec {
+    fn claude_spec(&self, args: Vec<String>) -> CliSpec {
         let mut env = base_env(&self.work.join("home-direct"));
         env.extend(quiet_env());
         env.push(("CLAUDE_CODE_OAUTH_TOKEN".into(), "test-oauth-token".into()));
         env.push(("ANTHROPIC_BASE_URL".into(), self.anthropic.base_url.clone()));
         CliSpec {
             program: self.clis.join("claude"),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             env,
             scratch_root: self.work.join("direct"),
         }
@@ -197,7 +199,7 @@ impl Env {
     fn fake_spec(&self) -> CliSpec {
         CliSpec {
             program: self.fake_claude.clone(),
-            args: LONG_ARGS.iter().map(|s| s.to_string()).collect(),
+            args: long_args(),
             env: base_env(&self.work.join("home-direct")),
             scratch_root: self.work.join("direct"),
         }
@@ -217,20 +219,19 @@ fn base_env(home: &Path) -> Vec<(String, String)> {
     ]
 }
 
-/// The hub's long-lived claude command line (`provider::claude`), for driving claude directly.
-const LONG_ARGS: &[&str] = &[
-    "-p",
-    "--input-format=stream-json",
-    "--output-format=stream-json",
-    "--verbose",
-    "--include-partial-messages",
-    "--tools=",
-    "--strict-mcp-config",
-    "--setting-sources=",
-    "--no-session-persistence",
-    "--model=sonnet",
-    "--system-prompt=You are a helpful assistant.",
-];
+/// The hub's own long-lived claude command line (its default model and system prompt), so
+/// driving claude directly runs exactly what the hub runs.
+fn long_args() -> Vec<String> {
+    let defaults = ProviderConfig::for_kind(ProviderKind::Claude);
+    let profile = LaunchProfile {
+        model: defaults.default_model,
+        system: Some(defaults.default_system_prompt),
+    };
+    ProviderKind::Claude
+        .adapter()
+        .launch(&profile, Path::new("."), &|_| None)
+        .args
+}
 
 /// The fresh one-shot command line of the issue (prompt on stdin, stdin closed).
 const ONE_SHOT_ARGS: &[&str] = &[
@@ -401,7 +402,7 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         idle.hwm_mib()
     ));
     let http = http_client();
-    let one_shot = env.claude_spec(ONE_SHOT_ARGS);
+    let one_shot = env.claude_spec(ONE_SHOT_ARGS.iter().map(|s| s.to_string()).collect());
 
     // Warm-up (not recorded): the pooled process's first turn, and one fresh run.
     let mut warmup = Vec::new();
@@ -629,7 +630,7 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
 
     let mut directs = Vec::new();
     for reset_in_slot in [false, true] {
-        let pool = DirectPool::start(&env.claude_spec(LONG_ARGS), n, reset_in_slot).await?;
+        let pool = DirectPool::start(&env.claude_spec(long_args()), n, reset_in_slot).await?;
         tokio::time::sleep(startup).await;
         let direct = direct_load(pool, n, warmup, measure).await;
         log(&format!(
