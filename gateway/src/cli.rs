@@ -39,8 +39,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct McpStdioArgs {
-    /// Forward to the hub at this URL (e.g. http://127.0.0.1:8080) instead of running the
-    /// providers in this process.
+    /// Forward to the hub at this URL (http://127.0.0.1:8080, or https:// checked against the
+    /// system's trust store; SSL_CERT_FILE names a private CA) instead of running the providers
+    /// in this process.
     #[arg(long, env = "LLM_MCP_HUB_URL")]
     pub hub_url: Option<String>,
     /// Hub API key for --hub-url (sent as a bearer token).

@@ -2,6 +2,7 @@
 //! `/v1/chat/completions` (streaming, with `X-Session-ID`), sessions via `/v1/sessions`,
 //! providers via `/v1/providers`. The caller is the hub API key this client sends.
 
+use anyhow::Context;
 use async_trait::async_trait;
 use futures::StreamExt;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
@@ -20,12 +21,18 @@ pub struct RemoteHub {
 }
 
 impl RemoteHub {
-    pub fn new(base: &str, api_key: Option<String>) -> RemoteHub {
-        RemoteHub {
+    /// https URLs are verified against the system's trust store (`SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` are honoured, for a private CA).
+    pub fn new(base: &str, api_key: Option<String>) -> anyhow::Result<RemoteHub> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot set up the HTTP client for --hub-url")?;
+        Ok(RemoteHub {
             base: base.trim_end_matches('/').to_string(),
             api_key,
-            http: reqwest::Client::new(),
-        }
+            http,
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -44,7 +51,12 @@ impl RemoteHub {
             ClientError::new(
                 503,
                 "hub_unreachable",
-                format!("cannot reach the hub at {}: {e}", self.base),
+                // The whole chain: reqwest's own message hides the cause (refused, certificate…).
+                format!(
+                    "cannot reach the hub at {}: {:#}",
+                    self.base,
+                    anyhow::Error::from(e)
+                ),
             )
         })?;
         if response.status().is_success() {

@@ -20,14 +20,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (hub, backend): (Arc<dyn Hub>, _) = match hub_url {
         Some(url) => {
-            if !url.starts_with("http://") {
-                anyhow::bail!(
-                    "--hub-url {url}: only plain http:// URLs are supported (reach a remote hub \
-                     through a tunnel such as `kubectl port-forward` or `ssh -L`)"
-                );
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("--hub-url {url}: expected an http:// or https:// URL");
             }
             tracing::info!(%url, "mcp-stdio: forwarding to a hub");
-            (Arc::new(RemoteHub::new(&url, api_key)), None)
+            (Arc::new(RemoteHub::new(&url, api_key)?), None)
         }
         None => {
             // The local user runs the process: no hub keys in between.

@@ -13,6 +13,7 @@ pub struct Timing {
 }
 
 pub fn http_client() -> reqwest::Client {
+    llm_mcp_hub::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(4096)

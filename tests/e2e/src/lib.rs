@@ -6,6 +6,7 @@
 //! and the CLIs installed (`npm ci --prefix tests/cli`).
 
 pub mod redis;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -38,6 +39,13 @@ fn build_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("test executable lies in target/<profile>/deps")
         .to_path_buf()
+}
+
+/// An HTTP client for tests. reqwest in this workspace needs a TLS provider installed first
+/// (see `llm_mcp_hub::tls`).
+pub fn http_client() -> reqwest::Client {
+    llm_mcp_hub::tls::install_crypto_provider();
+    reqwest::Client::new()
 }
 
 pub fn hub_binary() -> PathBuf {
@@ -248,7 +256,7 @@ impl Hub {
             base: format!("http://127.0.0.1:{port}"),
             anthropic,
             gemini,
-            http: reqwest::Client::new(),
+            http: http_client(),
             scratch,
             gemini_home,
             child: Some(child),

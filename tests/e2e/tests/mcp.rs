@@ -1,9 +1,11 @@
 //! The MCP face, driven by rmcp's client over all three transports (streamable HTTP at /mcp,
 //! HTTP+SSE at /sse, stdio via `mcp-stdio`), against the real binary and the real CLIs.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use e2e::tls::TlsFront;
 use e2e::{Hub, HubOptions, api_key_entry};
 use futures::{Stream, StreamExt};
 use rmcp::model::{
@@ -69,7 +71,7 @@ async fn streamable_client(hub: &Hub, key: &str) -> (Client, Recorder) {
 /// The HTTP+SSE transport (2024-11-05) from the client side: `GET /sse`, the `endpoint` event,
 /// then one POST per message. rmcp has no client for it, so the test brings this small one.
 async fn sse_client(hub: &Hub, key: &str) -> (Client, Recorder) {
-    let http = reqwest::Client::new();
+    let http = hub.http.clone();
     let response = http
         .get(hub.url("/sse"))
         .bearer_auth(key)
@@ -148,7 +150,16 @@ fn async_stream(response: reqwest::Response) -> impl Stream<Item = (String, Stri
 }
 
 async fn stdio_client(hub: &Hub, args: &[&str]) -> (Client, Recorder) {
-    let (command, log) = hub.mcp_stdio_command(args);
+    stdio_client_with_env(hub, args, &[]).await
+}
+
+async fn stdio_client_with_env(
+    hub: &Hub,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (Client, Recorder) {
+    let (mut command, log) = hub.mcp_stdio_command(args);
+    command.envs(env.iter().copied());
     let (transport, _) = TokioChildProcess::builder(command)
         .stderr(log)
         .spawn()
@@ -527,6 +538,31 @@ async fn stdio_runs_providers_in_process_or_forwards_to_a_hub() {
         text(&refused).contains("invalid_api_key"),
         "{}",
         text(&refused)
+    );
+    client.cancel().await.unwrap();
+
+    // Through TLS, as to a hub behind an ingress: verified against the trust store, so the
+    // private CA must be named; without it the certificate is refused, as an MCP tool error.
+    let hub_addr = hub.base.trim_start_matches("http://").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let front = TlsFront::start(hub_addr, dir.path()).await;
+    let over_tls = ["--hub-url", front.url.as_str(), "--api-key", KEY_A];
+    let (client, _) =
+        stdio_client_with_env(&hub, &over_tls, &[("SSL_CERT_FILE", &front.ca_file)]).await;
+    converse(client.peer()).await;
+    client.cancel().await.unwrap();
+    let (client, _) = stdio_client(&hub, &over_tls).await;
+    let untrusted = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "hi"}),
+    )
+    .await;
+    assert_eq!(untrusted.is_error, Some(true));
+    assert!(
+        text(&untrusted).contains("hub_unreachable") && text(&untrusted).contains("certificate"),
+        "{}",
+        text(&untrusted)
     );
     client.cancel().await.unwrap();
 

@@ -18,13 +18,15 @@ fn gemini_body(text: &str) -> Value {
            "tools": [{"functionDeclarations": []}]})
 }
 
-async fn post(url: String, body: &Value) -> reqwest::Response {
+/// reqwest in this workspace is built with rustls and no default crypto provider (the gateway
+/// picks ring), so a client needs one installed first.
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
+}
+
+async fn post(url: String, body: &Value) -> reqwest::Response {
+    client().post(url).json(body).send().await.unwrap()
 }
 
 /// Text deltas of an Anthropic SSE body.
@@ -267,7 +269,7 @@ async fn gemini_stream_errors_and_log_endpoint() {
         vec![("user".to_string(), "hello".to_string())]
     );
 
-    let log: Value = reqwest::Client::new()
+    let log: Value = client()
         .delete(format!("{base}/_fake/requests"))
         .send()
         .await
