@@ -245,6 +245,37 @@ impl LongLived {
         }
     }
 
+    /// CPU time (user + system) used so far by every live process of this CLI's group, from
+    /// /proc: counts what a process costs the machine, whatever else is running.
+    pub fn cpu_time(&self) -> Duration {
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let mut total = 0u64;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name, which may itself hold spaces: state is 3rd,
+            // pgrp 5th, utime 14th and stime 15th of the whole line.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2).and_then(|f| f.parse::<i32>().ok()) != Some(self.pgid.as_raw()) {
+                continue;
+            }
+            for i in [11, 12] {
+                total += fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        Duration::from_secs_f64(total as f64 / ticks)
+    }
+
     async fn next_line(&mut self) -> anyhow::Result<String> {
         tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
             .await

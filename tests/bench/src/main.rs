@@ -27,7 +27,7 @@ use fake_models::FakeServer;
 use serde_json::{Value, json};
 
 use client::{chat_stream, http_client};
-use direct::{CliSpec, DirectPool, claude_one_shot, gemini_one_shot};
+use direct::{CliSpec, DirectPool, LongLived, claude_one_shot, gemini_one_shot};
 use hub::{Hub, Mem};
 use llm_mcp_hub::config::ProviderConfig;
 use llm_mcp_hub::provider::{LaunchProfile, ProviderKind, quiet_env};
@@ -78,7 +78,10 @@ struct Args {
     /// `max_requests_per_process = 5`).
     #[arg(long, default_value = "")]
     claude_extra: String,
-    /// Scenarios to leave out: ttft, fake, real.
+    /// Turns (each followed by `/clear`) timed for CPU in scenario 4.
+    #[arg(long, default_value_t = 40)]
+    cpu_turns: usize,
+    /// Scenarios to leave out: ttft, fake, real, cpu.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Writes every number as JSON here.
@@ -356,6 +359,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if !env.args.skip.iter().any(|s| s == "real") {
         report["real"] = scenario_real(&env).await?;
+    }
+    if !env.args.skip.iter().any(|s| s == "cpu") {
+        report["cpu"] = scenario_cpu(&env).await?;
     }
     report["loadavg_end"] = json!(loadavg());
     report["wall_s"] = json!(started().elapsed().as_secs_f64());
@@ -685,6 +691,55 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
     }))
 }
 
+/// Scenario 4: what one request costs the machine in CPU over a long-lived real claude: the
+/// turn, and the `/clear` that must follow it before the process serves anyone else. With the
+/// cores saturated, no scheduling can make `clients` closed-loop requests finish faster than
+/// `clients × (turn + reset) / cores`.
+async fn scenario_cpu(env: &Env) -> anyhow::Result<Value> {
+    let runs = env.args.cpu_turns;
+    log(&format!(
+        "scenario 4: CPU of {runs} turns and resets of one real claude process"
+    ));
+    let mut cli = LongLived::spawn(&env.claude_spec(long_args())).await?;
+    tokio::time::sleep(secs(8.0)).await;
+    cli.turn("warm up", Instant::now()).await?;
+    cli.clear().await?;
+    let (mut turn_cpu, mut clear_cpu) = (Duration::ZERO, Duration::ZERO);
+    let (mut turn_wall, mut clear_wall) = (Duration::ZERO, Duration::ZERO);
+    for i in 0..runs {
+        let (cpu0, start) = (cli.cpu_time(), Instant::now());
+        cli.turn(&format!("question {i}"), start).await?;
+        let (cpu1, mid) = (cli.cpu_time(), Instant::now());
+        cli.clear().await?;
+        let (cpu2, end) = (cli.cpu_time(), Instant::now());
+        turn_cpu += cpu1 - cpu0;
+        clear_cpu += cpu2 - cpu1;
+        turn_wall += mid - start;
+        clear_wall += end - mid;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let n = env.args.real_clients as f64;
+    let floor = n * (ms(turn_cpu) + ms(clear_cpu)) / cores;
+    log(&format!(
+        "turn {:.1} ms CPU ({:.1} ms wall), /clear {:.1} ms CPU ({:.1} ms wall)",
+        ms(turn_cpu),
+        ms(turn_wall),
+        ms(clear_cpu),
+        ms(clear_wall)
+    ));
+    Ok(json!({
+        "runs": runs,
+        "turn_cpu_ms": ms(turn_cpu),
+        "turn_wall_ms": ms(turn_wall),
+        "clear_cpu_ms": ms(clear_cpu),
+        "clear_wall_ms": ms(clear_wall),
+        "clients": env.args.real_clients,
+        "cores": cores,
+        "saturated_latency_floor_ms": floor,
+    }))
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -805,6 +860,27 @@ fn print_report(r: &Value) {
             f(&re["mem_after"]["hwm_mib"]),
             re["spawns"],
             re["retired"]
+        );
+    }
+    let c = &r["cpu"];
+    if c.is_object() {
+        println!(
+            "\n## 4. CPU per request of one real claude process ({} turns)\n",
+            c["runs"]
+        );
+        println!("| step | CPU per request | wall per request |\n|---|---|---|");
+        for (name, key) in [("turn", "turn"), ("`/clear`", "clear")] {
+            println!(
+                "| {name} | {:.1} ms | {:.1} ms |",
+                f(&c[format!("{key}_cpu_ms")]),
+                f(&c[format!("{key}_wall_ms")])
+            );
+        }
+        println!(
+            "\nfloor of the closed-loop latency at {} clients on {} cores: {:.0} ms",
+            c["clients"],
+            c["cores"],
+            f(&c["saturated_latency_floor_ms"])
         );
     }
 }
