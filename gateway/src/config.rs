@@ -41,6 +41,9 @@ pub struct Config {
     pub session_max_count: usize,
     /// How long a turn waits for another turn on the same session before 409.
     pub session_busy_wait_ms: u64,
+    /// How often expired sessions are swept from the store and counted in
+    /// `sessions_expired_total` (an expired session is unreachable at once either way).
+    pub session_sweep_secs: u64,
     /// Sessions live in this Redis (`redis://[:password@]host:port/db`); in memory when unset.
     pub redis_url: Option<String>,
     /// Timeout of each Redis command and connection attempt.
@@ -122,6 +125,7 @@ impl Default for Config {
             session_max_bytes: 2 * 1024 * 1024,
             session_max_count: 10_000,
             session_busy_wait_ms: 10_000,
+            session_sweep_secs: 30,
             redis_url: None,
             redis_timeout_ms: 2000,
             api_keys_file: None,
@@ -215,6 +219,7 @@ const ENV_KEYS: &[&str] = &[
     "session_max_bytes",
     "session_max_count",
     "session_busy_wait_ms",
+    "session_sweep_secs",
     "redis_url",
     "redis_timeout_ms",
     "api_keys_file",
@@ -269,8 +274,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.session_ttl_secs == 0 || self.session_max_messages < 2 {
-            return bad("session_ttl_secs must be ≥ 1 and session_max_messages ≥ 2".into());
+        if self.session_ttl_secs == 0 || self.session_sweep_secs == 0 {
+            return bad("session_ttl_secs and session_sweep_secs must be ≥ 1".into());
+        }
+        if self.session_max_messages < 2 {
+            return bad("session_max_messages must be ≥ 2".into());
         }
         for (name, p) in &self.providers {
             if name.is_empty() || name.contains('/') {

@@ -120,7 +120,7 @@ impl Metrics {
             sessions_created: counter("sessions_created_total", "Sessions created", &["store"]),
             sessions_expired: counter(
                 "sessions_expired_total",
-                "Sessions that expired (in-memory store: counted when swept)",
+                "Sessions whose TTL ran out, counted by the periodic sweep (once across replicas)",
                 &["store"],
             ),
             sessions_evicted: {

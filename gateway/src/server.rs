@@ -128,32 +128,56 @@ async fn session_store(
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<Arc<dyn SessionStore>> {
     if let Some(url) = &config.redis_url {
-        let store = RedisStore::connect(&RedisOptions {
-            url: url.clone(),
-            timeout: Duration::from_millis(config.redis_timeout_ms),
-        })
-        .await?;
+        let store = Arc::new(
+            RedisStore::connect(&RedisOptions {
+                url: url.clone(),
+                timeout: Duration::from_millis(config.redis_timeout_ms),
+            })
+            .await?,
+        );
         if let Err(e) = store.ping().await {
             tracing::warn!(error = %e, "Redis is not reachable yet; sessions fail with 503 until it is");
         }
         tracing::info!("sessions in Redis");
-        return Ok(Arc::new(store));
+        spawn_sweeper(&store, config, metrics, |_| {});
+        return Ok(store);
     }
     let store = Arc::new(MemoryStore::with_capacity(config.session_max_count));
-    // Expired sessions are dropped on access; the sweep frees the ones never read again.
-    let sweeper = Arc::downgrade(&store);
-    let expired = metrics.sessions_expired.with_label_values(&["memory"]);
     let evicted = metrics.sessions_evicted.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tick.tick().await;
-            let Some(store) = sweeper.upgrade() else {
-                return;
-            };
-            expired.inc_by(store.sweep() as u64);
-            evicted.set(store.evicted() as i64);
-        }
+    spawn_sweeper(&store, config, metrics, move |store: &MemoryStore| {
+        evicted.set(store.evicted() as i64)
     });
     Ok(store)
+}
+
+/// Sweeps expired sessions every `session_sweep_secs` and counts them, for as long as the
+/// store lives. The in-memory store drops an expired session on access too; the sweep frees the ones
+/// never read again. `also` reports store-specific gauges on the same tick.
+fn spawn_sweeper<S: SessionStore + 'static>(
+    store: &Arc<S>,
+    config: &Config,
+    metrics: &Metrics,
+    also: impl Fn(&S) + Send + 'static,
+) {
+    let store = Arc::downgrade(store);
+    let every = Duration::from_secs(config.session_sweep_secs);
+    let expired = metrics.sessions_expired.clone();
+    let errors = metrics.store_errors.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            match store.sweep_expired().await {
+                Ok(n) => expired.with_label_values(&[store.kind()]).inc_by(n),
+                Err(e) => {
+                    errors.with_label_values(&["sweep"]).inc();
+                    tracing::debug!(error = %e, "session sweep failed; next tick retries");
+                }
+            }
+            also(&store);
+        }
+    });
 }

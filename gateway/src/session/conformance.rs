@@ -51,6 +51,7 @@ pub async fn run_all(store: &dyn SessionStore) {
     lost_lock_writes_nothing(store).await;
     expiry_and_refresh(store).await;
     delete_and_list(store).await;
+    sweep_counts_each_expiry_once(store).await;
 }
 
 pub async fn turn_round_trip(store: &dyn SessionStore) {
@@ -155,6 +156,38 @@ pub async fn delete_and_list(store: &dyn SessionStore) {
     assert!(store.get("list-a-2", TTL).await.unwrap().is_none());
     assert_eq!(store.list("bob", 0, 10).await.unwrap().len(), 2);
     assert_eq!(store.list("carol", 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn sweep_counts_each_expiry_once(store: &dyn SessionStore) {
+    // What earlier steps left to expire is not this step's to count.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.sweep_expired().await.unwrap();
+    let short = Duration::from_millis(200);
+    store_one(store, "sweep-expires-1", "dave", short).await;
+    store_one(store, "sweep-expires-2", "dave", short).await;
+    store_one(store, "sweep-deleted-1", "dave", short).await;
+    store_one(store, "sweep-kept-1", "dave", short).await;
+    assert!(store.delete("sweep-deleted-1", "dave").await.unwrap());
+    assert_eq!(
+        store.sweep_expired().await.unwrap(),
+        0,
+        "nothing is due yet"
+    );
+    // Kept alive by a read (refreshing its TTL) while the others run out.
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(store.get("sweep-kept-1", TTL).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        store.sweep_expired().await.unwrap(),
+        2,
+        "the two sessions that ran out; not the deleted one, not the refreshed one"
+    );
+    assert_eq!(
+        store.sweep_expired().await.unwrap(),
+        0,
+        "each expiry counts once"
+    );
+    assert!(store.get("sweep-kept-1", TTL).await.unwrap().is_some());
 }
 
 impl Session {

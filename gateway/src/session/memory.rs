@@ -211,6 +211,10 @@ impl SessionStore for MemoryStore {
         Ok(mine.into_iter().skip(offset).take(limit).collect())
     }
 
+    async fn sweep_expired(&self) -> Result<u64, StoreError> {
+        Ok(self.sweep() as u64)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

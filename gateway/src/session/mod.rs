@@ -121,6 +121,9 @@ pub trait SessionStore: Send + Sync {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<SessionSummary>, StoreError>;
+    /// Forgets sessions whose TTL ran out and returns how many: each one is counted once, even
+    /// when several hub replicas sweep the same store.
+    async fn sweep_expired(&self) -> Result<u64, StoreError>;
     /// Checks the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
     /// A short name for logs and `/v1/providers`.

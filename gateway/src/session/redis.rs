@@ -4,6 +4,13 @@
 //! script that takes the lock and reads the session, and a script that writes it, indexes it
 //! for its owner and releases the lock. Every command has a timeout, and the connection manager
 //! reconnects by itself when Redis comes back.
+//!
+//! Redis drops an expired session by itself; to count those, every write or refresh of a session
+//! also records its deadline in one sorted set (the expiry ledger), inside the same script or
+//! transaction, so a turn still costs two round trips. A periodic sweep removes the ledger
+//! entries whose session is gone, in a script, so with several replicas each expiry is counted
+//! by exactly one of them. Scripts touch keys they are not passed, so Redis Cluster is not
+//! supported (a single primary, as the operator deploys, is).
 
 use std::time::Duration;
 
@@ -11,26 +18,65 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{SCHEMA_VERSION, Session, SessionStore, SessionSummary, StoreError, TurnLock};
+use super::{SCHEMA_VERSION, Session, SessionStore, SessionSummary, StoreError, TurnLock, now_ms};
 
-/// Takes the lock (KEYS[1]) if free and reads the session (KEYS[2]), refreshing its TTL.
+/// Takes the lock (KEYS[1]) if free and reads the session (KEYS[2]), refreshing its TTL and its
+/// deadline in the ledger (KEYS[3]).
 const BEGIN: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local s = redis.call('GET', KEYS[2])
-  if s then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+  if s then
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  end
   return {1, s}
 end
 return {0, false}
 "#;
 
-/// Writes the session and its owner index, then releases the lock, if the lock is ours.
+/// Writes the session, its owner index and its deadline in the ledger (KEYS[4]), then releases
+/// the lock, if the lock is ours.
 const COMMIT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
 redis.call('DEL', KEYS[1])
 return 1
+"#;
+
+/// Removes up to ARGV[2] ledger (KEYS[1]) entries due by ARGV[1] whose session (ARGV[3] .. id)
+/// is gone, and returns {removed, due}. A session still present had its deadline moved without
+/// the ledger (a write by an older hub): its entry is brought up to date instead.
+const SWEEP: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local removed = 0
+for _, id in ipairs(due) do
+  local pttl = redis.call('PTTL', ARGV[3] .. id)
+  if pttl == -2 then
+    redis.call('ZREM', KEYS[1], id)
+    removed = removed + 1
+  elseif pttl == -1 then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + pttl, id)
+  end
+end
+return {removed, #due}
+"#;
+
+/// Ledger entries looked at per sweep script call, so one call never blocks Redis for long.
+const SWEEP_BATCH: usize = 500;
+
+/// Reads the session (KEYS[1]), refreshing its TTL and its deadline in the ledger (KEYS[2]).
+const READ: &str = r#"
+local s = redis.call('GET', KEYS[1])
+if s then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+end
+return s
 "#;
 
 /// Releases the lock if it is ours.
@@ -45,6 +91,8 @@ pub struct RedisStore {
     begin: Script,
     commit: Script,
     abort: Script,
+    read: Script,
+    sweep: Script,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +119,8 @@ impl RedisStore {
             begin: Script::new(BEGIN),
             commit: Script::new(COMMIT),
             abort: Script::new(ABORT),
+            read: Script::new(READ),
+            sweep: Script::new(SWEEP),
         })
     }
 
@@ -82,6 +132,9 @@ impl RedisStore {
     }
     fn owner_key(&self, owner: &str) -> String {
         format!("{}:owner:{owner}", self.prefix)
+    }
+    fn ledger_key(&self) -> String {
+        format!("{}:expiries", self.prefix)
     }
 }
 
@@ -95,6 +148,11 @@ fn decode(json: &str) -> Result<Session, StoreError> {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis().max(1) as u64
+}
+
+/// The ledger's score for a session refreshed now with `ttl`.
+fn deadline(ttl: Duration) -> i64 {
+    now_ms() + ms(ttl) as i64
 }
 
 #[async_trait]
@@ -111,9 +169,12 @@ impl SessionStore for RedisStore {
             .begin
             .key(self.lock_key(id))
             .key(self.session_key(id))
+            .key(self.ledger_key())
             .arg(&token)
             .arg(ms(lock_ttl))
             .arg(ms(ttl))
+            .arg(deadline(ttl))
+            .arg(id)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -138,11 +199,13 @@ impl SessionStore for RedisStore {
             .key(self.lock_key(&session.id))
             .key(self.session_key(&session.id))
             .key(self.owner_key(&session.owner))
+            .key(self.ledger_key())
             .arg(token)
             .arg(json)
             .arg(ms(ttl))
             .arg(session.updated_at)
             .arg(&session.id)
+            .arg(deadline(ttl))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -167,11 +230,14 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, id: &str, ttl: Duration) -> Result<Option<Session>, StoreError> {
         let mut conn = self.conn.clone();
-        let json: Option<String> = redis::cmd("GETEX")
-            .arg(self.session_key(id))
-            .arg("PX")
+        let json: Option<String> = self
+            .read
+            .key(self.session_key(id))
+            .key(self.ledger_key())
             .arg(ms(ttl))
-            .query_async(&mut conn)
+            .arg(deadline(ttl))
+            .arg(id)
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         json.as_deref().map(decode).transpose()
@@ -179,10 +245,11 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let (deleted, _): (i64, i64) = redis::pipe()
+        let (deleted, _, _): (i64, i64, i64) = redis::pipe()
             .atomic()
             .del(self.session_key(id))
             .zrem(self.owner_key(owner), id)
+            .zrem(self.ledger_key(), id)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -224,6 +291,27 @@ impl SessionStore for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn sweep_expired(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let session_prefix = self.session_key("");
+        let mut expired = 0;
+        loop {
+            let (removed, due): (u64, usize) = self
+                .sweep
+                .key(self.ledger_key())
+                .arg(now_ms())
+                .arg(SWEEP_BATCH)
+                .arg(&session_prefix)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            expired += removed;
+            if due < SWEEP_BATCH {
+                return Ok(expired);
+            }
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -288,7 +288,26 @@ async fn keys_are_required_and_sessions_belong_to_their_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_expire_after_their_ttl() {
-    let hub = Hub::start_with(options("session_ttl_secs = 1", "")).await;
+    expire_and_count(
+        options("session_ttl_secs = 1\nsession_sweep_secs = 1", ""),
+        "memory",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_in_redis_expire_after_their_ttl() {
+    let redis = e2e::redis::RedisServer::start().await;
+    let top = format!(
+        "session_ttl_secs = 1\nsession_sweep_secs = 1\nredis_url = \"{}\"",
+        redis.url
+    );
+    expire_and_count(options(&top, ""), "redis").await;
+}
+
+/// A session is gone once its TTL has run out, and the sweep counts it once.
+async fn expire_and_count(options: HubOptions, store: &str) {
+    let hub = Hub::start_with(options).await;
     let r = chat(
         &hub,
         None,
@@ -300,6 +319,19 @@ async fn sessions_expire_after_their_ttl() {
     assert_eq!(get(&hub, None, &format!("/v1/sessions/{id}")).await.0, 200);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(get(&hub, None, &format!("/v1/sessions/{id}")).await.0, 404);
+    let counted = format!("llm_mcp_hub_sessions_expired_total{{store=\"{store}\"}} 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = hub.metrics().await;
+        if metrics.contains(&counted) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{counted} not in\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
