@@ -508,7 +508,22 @@ async fn gateway_keeps_the_existing_redis_password() {
 
 #[tokio::test]
 async fn gateway_with_external_redis_removes_managed_objects_and_has_no_ingress() {
+    const EDGE_UID: &str = "44444444-4444-4444-4444-444444444444";
     let not_found = || Reply::Json(404, status_error(404, "NotFound", "not found"));
+    // What the gateway once made (controlled by it), and same-named objects a user made.
+    let existing = |api_version: &str, kind: &str, name: &str, uid: &str, owner: Option<&str>| {
+        let owners: Vec<Value> = owner
+            .map(|o| json!({"apiVersion": "llm-mcp-hub.dev/v1alpha1", "kind": "HubGateway", "name": "edge", "uid": o, "controller": true}))
+            .into_iter()
+            .collect();
+        Reply::Json(
+            200,
+            json!({
+                "apiVersion": api_version, "kind": kind,
+                "metadata": {"name": name, "namespace": NS, "uid": uid, "ownerReferences": owners}
+            }),
+        )
+    };
     let mock = MockApi::start(vec![
         Step::new(
             Method::GET,
@@ -530,23 +545,40 @@ async fn gateway_with_external_redis_removes_managed_objects_and_has_no_ingress(
         apply(format!("{RBAC}/rolebindings/edge-router")),
         apply(format!("{CORE}/configmaps/edge-router")),
         Step::new(
+            Method::GET,
+            format!("{APPS}/statefulsets/edge-redis"),
+            existing(
+                "apps/v1",
+                "StatefulSet",
+                "edge-redis",
+                "sts-uid-1",
+                Some(EDGE_UID),
+            ),
+        ),
+        Step::new(
             Method::DELETE,
             format!("{APPS}/statefulsets/edge-redis?"),
+            Reply::Json(200, status_error(200, "", "")),
+        ),
+        Step::new(
+            Method::GET,
+            format!("{CORE}/services/edge-redis"),
             not_found(),
         ),
         Step::new(
-            Method::DELETE,
-            format!("{CORE}/services/edge-redis?"),
-            not_found(),
+            Method::GET,
+            format!("{NET}/networkpolicies/edge-redis"),
+            existing(
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "edge-redis",
+                "np-uid-1",
+                Some("someone-else"),
+            ),
         ),
         Step::new(
-            Method::DELETE,
-            format!("{NET}/networkpolicies/edge-redis?"),
-            not_found(),
-        ),
-        Step::new(
-            Method::DELETE,
-            format!("{CORE}/secrets/edge-redis-auth?"),
+            Method::GET,
+            format!("{CORE}/secrets/edge-redis-auth"),
             not_found(),
         ),
         apply(format!("{CORE}/services/edge-router")),
@@ -554,10 +586,11 @@ async fn gateway_with_external_redis_removes_managed_objects_and_has_no_ingress(
             format!("{APPS}/deployments/edge-router"),
             ready_deployment(1),
         ),
+        // The user's own Ingress of the same name stays.
         Step::new(
-            Method::DELETE,
-            format!("{NET}/ingresses/edge?"),
-            not_found(),
+            Method::GET,
+            format!("{NET}/ingresses/edge"),
+            existing("networking.k8s.io/v1", "Ingress", "edge", "ing-uid-1", None),
         ),
         status_apply(
             format!("{HUB}/hubgateways/edge/status"),
@@ -570,6 +603,12 @@ async fn gateway_with_external_redis_removes_managed_objects_and_has_no_ingress(
         .unwrap();
     drop(c);
     let seen = mock.finish().await;
+    let deletes: Vec<_> = seen.iter().filter(|s| s.method == Method::DELETE).collect();
+    assert_eq!(deletes.len(), 1, "only what the gateway owns is deleted");
+    assert_eq!(
+        deletes[0].body["preconditions"]["uid"], "sts-uid-1",
+        "the delete is pinned to the object that was read"
+    );
     let status = status_body(&seen, HUB);
     assert_eq!(condition(&status, "Ready")["reason"], "NoProviders");
     assert_eq!(status["status"]["url"], "http://edge-router.hub.svc:443");

@@ -16,7 +16,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use super::status::{
     failures, measured, publish_status, report_problem, rolling_out, set_degraded,
 };
-use super::{Context, Error, SecretNeed, apply, delete_if_exists, read_secrets};
+use super::{Context, Error, SecretNeed, apply, delete_owned, read_secrets};
 use crate::builders::gateway::{self, GatewayInputs};
 use crate::builders::hash_parts;
 use crate::conditions;
@@ -107,6 +107,7 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
         },
     );
     let c = &ctx.client;
+    let uid = g.uid().unwrap_or_default();
     apply(c, &ns, &objs.service_account).await?;
     apply(c, &ns, &objs.role).await?;
     apply(c, &ns, &objs.role_binding).await?;
@@ -129,10 +130,10 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
             // Switched to an external store: remove the managed Redis (its PVC goes with the
             // StatefulSet's retention policy).
             let rname = gateway::redis_name(&name);
-            delete_if_exists::<StatefulSet>(c, &ns, &rname).await?;
-            delete_if_exists::<Service>(c, &ns, &rname).await?;
-            delete_if_exists::<NetworkPolicy>(c, &ns, &rname).await?;
-            delete_if_exists::<Secret>(c, &ns, &gateway::redis_secret_name(&name)).await?;
+            delete_owned::<StatefulSet>(c, &ns, &rname, &uid).await?;
+            delete_owned::<Service>(c, &ns, &rname, &uid).await?;
+            delete_owned::<NetworkPolicy>(c, &ns, &rname, &uid).await?;
+            delete_owned::<Secret>(c, &ns, &gateway::redis_secret_name(&name), &uid).await?;
         }
     }
     apply(c, &ns, &objs.service).await?;
@@ -141,7 +142,7 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
         Some(ing) => {
             apply(c, &ns, ing).await?;
         }
-        None => delete_if_exists::<Ingress>(c, &ns, &name).await?,
+        None => delete_owned::<Ingress>(c, &ns, &name, &uid).await?,
     }
 
     // 3. Status.

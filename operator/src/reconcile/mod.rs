@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -160,8 +160,16 @@ where
     Ok(api.patch(&obj.name_any(), &pp, &Patch::Apply(obj)).await?)
 }
 
-/// Deletes a namespaced object if it exists (and is owned by `owner_uid`, when one is given).
-pub async fn delete_if_exists<K>(client: &Client, ns: &str, name: &str) -> Result<(), Error>
+/// Whether `obj` is controlled by the resource whose uid is `owner_uid`.
+pub fn controlled_by<K: Resource>(obj: &K, owner_uid: &str) -> bool {
+    obj.owner_references()
+        .iter()
+        .any(|o| o.uid == owner_uid && o.controller == Some(true))
+}
+
+/// Deletes exactly this object: the uid precondition makes the API server refuse if the name
+/// now belongs to a different object (deleted and re-created since it was read).
+pub async fn delete_exact<K>(client: &Client, ns: &str, obj: &K) -> Result<(), Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -169,11 +177,44 @@ where
         + DeserializeOwned,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    match api.delete(name, &DeleteParams::background()).await {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: obj.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&obj.name_any(), &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        // Gone already, or replaced by another object of the same name: nothing of ours left.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes the object named `name` if this operator made it for the resource `owner_uid`. An
+/// object of that name that someone else made (a user's own Ingress, say) is left alone.
+pub async fn delete_owned<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let Some(obj) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if !controlled_by(&obj, owner_uid) {
+        tracing::info!(%ns, name, kind = %K::kind(&()), "not deleting an object this resource does not own");
+        return Ok(());
+    }
+    delete_exact(client, ns, &obj).await
 }
 
 /// A Secret key that must exist for a resource to work.

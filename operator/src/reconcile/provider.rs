@@ -91,13 +91,9 @@ async fn reconcile_inner(p: &LLMProvider, ctx: &Context) -> Result<Action, Error
         .await?;
     let uid = p.uid().unwrap_or_default();
     for d in existing.items {
-        let owned = d
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true));
-        if owned && !wanted.contains(&d.name_any()) {
+        if super::controlled_by(&d, &uid) && !wanted.contains(&d.name_any()) {
             tracing::info!(%ns, deployment = %d.name_any(), "deleting worker Deployment of a removed account");
-            super::delete_if_exists::<Deployment>(&ctx.client, &ns, &d.name_any()).await?;
+            super::delete_exact(&ctx.client, &ns, &d).await?;
         }
     }
 
