@@ -29,7 +29,7 @@ pub enum Command {
     /// Run the whole hub in one process: REST API and providers in-process.
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file, environment and flags merged) as TOML.
-    Config(ServeArgs),
+    Config(ConfigArgs),
     /// Print a new hub API key, and the `[[keys]]` entry (its SHA-256) to configure.
     Keygen(KeygenArgs),
     /// Serve MCP over stdin/stdout (for Claude Desktop and other MCP hosts): providers
@@ -48,6 +48,16 @@ pub struct McpStdioArgs {
     #[arg(long, env = "LLM_MCP_HUB_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Settings of the in-process providers (as for `serve`; --listen is not used).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print the reference of every setting (Markdown: type, default, environment variable,
+    /// meaning) instead of the effective configuration.
+    #[arg(long)]
+    pub reference: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
 }

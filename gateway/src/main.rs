@@ -43,8 +43,12 @@ fn main() -> anyhow::Result<()> {
             eprint!("[[keys]]\n{}", toml::to_string(&entry)?);
             Ok(())
         }
+        Command::Config(args) if args.reference => {
+            print!("{}", llm_mcp_hub::config::reference::markdown());
+            Ok(())
+        }
         Command::Config(args) => {
-            let config = Config::load(args.config.as_deref(), &args)?;
+            let config = Config::load(args.serve.config.as_deref(), &args.serve)?;
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use event::{ChatEvent, CliEvent, Failure, ProviderError, TurnResult, Usage};
 
 /// The CLIs the hub knows how to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Claude,

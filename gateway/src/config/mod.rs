@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::provider::ProviderKind;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+pub mod reference;
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP server binds.
@@ -59,16 +61,18 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderConfig {
+    /// Which CLI this provider drives. The built-in `claude` and `gemini` providers have their
+    /// own kind; a provider under another name is `claude` unless it says otherwise.
     pub kind: ProviderKind,
     /// The CLI to run: a path, or a name looked up on PATH.
     pub command: PathBuf,
@@ -98,9 +102,9 @@ pub struct ProviderConfig {
     pub idle_timeout_secs: u64,
     /// How long a long-lived process may take to confirm a reset between requests.
     pub reset_timeout_ms: u64,
-    /// A long-lived process is retired after this many requests…
+    /// A long-lived process is retired after this many requests (then replaced).
     pub max_requests_per_process: u32,
-    /// …or once it is this old.
+    /// A long-lived process is retired once it is this old, in seconds (then replaced).
     pub max_process_age_secs: u64,
     /// The CLI's own retries of its model server tolerated before the request fails with 502.
     pub max_upstream_retries: u32,
