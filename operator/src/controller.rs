@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Config;
@@ -39,6 +40,12 @@ fn owned() -> Config {
     ))
 }
 
+/// Secrets as metadata only: a change only triggers a reconcile, which then reads the few
+/// Secrets it needs, so the operator never receives the data of every Secret it may watch.
+fn secret_metadata(client: &Client, ns: Option<&str>) -> Api<PartialObjectMeta<Secret>> {
+    api::<PartialObjectMeta<Secret>>(client, ns)
+}
+
 /// The stored objects of namespace `ns` that `wanted` picks.
 fn refs_in<K>(
     store: &Store<K>,
@@ -56,10 +63,10 @@ where
         .collect()
 }
 
-/// LLMProviders that reference a Secret.
+/// LLMProviders that reference a Secret (given as the Secret or only its metadata).
 pub fn providers_using_secret(
     store: &Store<LLMProvider>,
-    secret: &Secret,
+    secret: &impl ResourceExt,
 ) -> Vec<ObjectRef<LLMProvider>> {
     let name = secret.name_any();
     refs_in(store, secret.namespace(), |p| {
@@ -74,7 +81,7 @@ pub fn providers_using_secret(
 /// HubGateways that reference a Secret (API keys, external Redis URL).
 pub fn gateways_using_secret(
     store: &Store<HubGateway>,
-    secret: &Secret,
+    secret: &impl ResourceExt,
 ) -> Vec<ObjectRef<HubGateway>> {
     let name = secret.name_any();
     refs_in(store, secret.namespace(), |g| {
@@ -106,7 +113,7 @@ pub async fn run(
         .owns(api::<Service>(&client, ns), owned())
         .owns(api::<PodDisruptionBudget>(&client, ns), owned())
         .owns(api::<NetworkPolicy>(&client, ns), owned())
-        .watches(api::<Secret>(&client, ns), Config::default(), move |s| {
+        .watches(secret_metadata(&client, ns), Config::default(), move |s| {
             providers_using_secret(&provider_store, &s)
         })
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
@@ -135,7 +142,7 @@ pub async fn run(
         .owns(api::<RoleBinding>(&client, ns), owned())
         .owns(api::<Ingress>(&client, ns), owned())
         .owns(api::<NetworkPolicy>(&client, ns), owned())
-        .watches(api::<Secret>(&client, ns), Config::default(), move |s| {
+        .watches(secret_metadata(&client, ns), Config::default(), move |s| {
             gateways_using_secret(&gw_store, &s)
         })
         // A new, changed or deleted LLMProvider changes the served providers of the gateways of
@@ -247,5 +254,42 @@ mod tests {
             ["external"]
         );
         assert!(gateways_using_secret(&gateways, &secret("other", "keys")).is_empty());
+    }
+
+    /// The Secret watch asks the API server for metadata only, never for Secret data.
+    #[tokio::test]
+    async fn secrets_are_watched_as_metadata_only() {
+        use http::{Request, Response};
+        use kube::client::Body;
+
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "hub");
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a request");
+            let accept = request
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let list = serde_json::json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                "metadata": {"resourceVersion": "1"}, "items": []
+            });
+            send.send_response(
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&list).unwrap()))
+                    .unwrap(),
+            );
+            (request.uri().path().to_owned(), accept)
+        });
+        secret_metadata(&client, Some("hub"))
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let (path, accept) = server.await.unwrap();
+        assert_eq!(path, "/api/v1/namespaces/hub/secrets");
+        assert!(accept.contains("as=PartialObjectMetadataList"), "{accept}");
     }
 }
