@@ -203,6 +203,19 @@ async fn no_api_key_reaches_a_cli() {
         }
     }
     assert_eq!(started, 1, "one warm claude process");
+    // A request runs with debug logs on; neither the login token nor a stripped key is logged.
+    let r = hub
+        .http
+        .post(hub.url("/v1/chat/completions"))
+        .json(&json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = hub.log();
+    for secret in ["test-oauth-token", "sk-ant-must-not-leak", "sk-must-not-leak"] {
+        assert!(!log.contains(secret), "{secret} reached the hub's log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
