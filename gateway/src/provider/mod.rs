@@ -10,6 +10,9 @@ pub mod event;
 pub mod gemini;
 pub mod transcript;
 
+#[cfg(test)]
+mod properties;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -213,7 +213,11 @@ async fn no_api_key_reaches_a_cli() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let log = hub.log();
-    for secret in ["test-oauth-token", "sk-ant-must-not-leak", "sk-must-not-leak"] {
+    for secret in [
+        "test-oauth-token",
+        "sk-ant-must-not-leak",
+        "sk-must-not-leak",
+    ] {
         assert!(!log.contains(secret), "{secret} reached the hub's log");
     }
 }
