@@ -9,12 +9,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
 
+use llm_mcp_hub::provider::{Adapter, Message, ProviderKind, Role};
+
 use crate::client::Timing;
+
+fn claude() -> &'static dyn Adapter {
+    ProviderKind::Claude.adapter()
+}
 
 /// How to start one CLI: the program, its arguments and its whole environment.
 #[derive(Clone)]
@@ -174,17 +180,6 @@ pub struct LongLived {
     _dir: tempfile::TempDir,
 }
 
-fn user_line(text: &str) -> Vec<u8> {
-    let mut line = json!({
-        "type": "user",
-        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
-    })
-    .to_string()
-    .into_bytes();
-    line.push(b'\n');
-    line
-}
-
 impl LongLived {
     pub async fn spawn(spec: &CliSpec) -> anyhow::Result<LongLived> {
         let (mut cmd, dir) = spec.command()?;
@@ -203,15 +198,20 @@ impl LongLived {
         })
     }
 
-    async fn send(&mut self, text: &str) -> anyhow::Result<()> {
-        self.stdin.write_all(&user_line(text)).await?;
+    /// Writes one stdin line exactly as the hub encodes it.
+    async fn send(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        self.stdin.write_all(line).await?;
         self.stdin.flush().await?;
         Ok(())
     }
 
     /// One user turn, timed from `start` to the first text delta and to the `result`.
     pub async fn turn(&mut self, text: &str, start: Instant) -> anyhow::Result<Timing> {
-        self.send(text).await?;
+        let turn = claude().encode_turn(&[Message {
+            role: Role::User,
+            content: text.to_owned(),
+        }]);
+        self.send(&turn).await?;
         let mut ttft = None;
         loop {
             let line = self.next_line().await?;
@@ -231,7 +231,8 @@ impl LongLived {
 
     /// `/clear`, read to its empty result (what the hub does between two requests).
     pub async fn clear(&mut self) -> anyhow::Result<()> {
-        self.send("/clear").await?;
+        self.send(&claude().reset_turn().expect("claude resets with /clear"))
+            .await?;
         loop {
             let line = self.next_line().await?;
             if let Ok(v) = serde_json::from_str::<Value>(&line)
