@@ -75,6 +75,27 @@ pub enum SpawnError {
     },
 }
 
+/// A CLI is in its own process group, so nothing reaches it when the hub is killed outright
+/// (SIGKILL, OOM killer): it would live on, holding a login, until its stdin's end is noticed —
+/// never, while it waits on a model. The kernel kills it when the hub goes (Linux
+/// `PR_SET_PDEATHSIG`). The signal follows the thread that spawned the child; these are the
+/// runtime's worker threads, which live as long as the hub.
+fn die_with_the_hub(cmd: &mut Command) {
+    let hub = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec; prctl(2) and getppid(2) are
+    // async-signal-safe and nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            // The hub may have gone between fork and prctl, when no signal could be sent.
+            if nix::unistd::getppid().as_raw() as u32 != hub {
+                return Err(std::io::Error::other("the hub exited while starting a CLI"));
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Launcher {
     pub async fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, SpawnError> {
         std::fs::create_dir_all(&self.scratch_root).map_err(SpawnError::Scratch)?;
@@ -117,6 +138,7 @@ impl Launcher {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        die_with_the_hub(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => {
                 SpawnError::NotFound(self.command.display().to_string())

@@ -215,3 +215,23 @@ async fn a_stream_that_breaks_off_is_a_502_not_repeated_text() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "upstream_error");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_hub_leaves_no_cli_behind() {
+    // Nothing of the hub runs after a SIGKILL: its CLIs must go by themselves, the idle ones
+    // and one waiting on a model that never answers (it would not notice its stdin closing).
+    let hub = Hub::start_with(claude_only("warm_processes = 2\nmax_concurrency = 2")).await;
+    hub.wait_idle("claude", 2).await;
+    let answering = hub.spawn_chat(
+        json!({"model": "claude", "stream": true, "messages": [user("[[stall]]")]}),
+        None,
+    );
+    hub.anthropic
+        .wait_for_chat_requests(1, Duration::from_secs(20))
+        .await;
+    assert!(hub.cli_pids().len() >= 2, "{:?}", hub.cli_pids());
+    kill(Pid::from_raw(hub.pid() as i32), Signal::SIGKILL).unwrap();
+    hub.wait_for_clis("no CLI may outlive a killed hub", |pids| pids.is_empty())
+        .await;
+    answering.abort();
+}
