@@ -20,7 +20,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let keys = Arc::new(load_keys(&config)?);
     refuse_open_exposure(&config, &keys)?;
     let (state, backend) = build(&config, keys).await?;
-    let app = api::router(state, config.max_body_bytes);
+    let app = api::router(state, &config);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -25,6 +25,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A hub-wide capacity is used up (open MCP sessions); retry after the given seconds.
+    #[error("{message}")]
+    Exhausted { message: String, retry_after: u64 },
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Exhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Service(e) => match e {
                 ServiceError::ModelNotFound { .. } | ServiceError::SessionNotFound(_) => {
@@ -67,6 +71,7 @@ impl ApiError {
             }
             ApiError::NotFound(_) => ("invalid_request_error", "not_found", None),
             ApiError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large", None),
+            ApiError::Exhausted { .. } => ("server_error", "capacity_exhausted", None),
             ApiError::Auth(_) => ("invalid_request_error", "invalid_api_key", None),
             ApiError::Service(e) => match e {
                 ServiceError::ModelNotFound { .. } => {
@@ -109,6 +114,7 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
+            ApiError::Exhausted { retry_after, .. } => Some(*retry_after),
             ApiError::Service(ServiceError::Provider(ProviderError::Busy {
                 retry_after, ..
             })) => Some(retry_after.as_secs().max(1)),

@@ -27,7 +27,8 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, config: &crate::config::Config) -> Router {
+    let max_body_bytes = config.max_body_bytes;
     // Everything under /v1 takes the hub's bearer keys; health and metrics stay open for
     // probes and scrapers.
     let v1 = Router::new()
@@ -40,7 +41,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(sessions::get).delete(sessions::delete),
         )
         // MCP (streamable HTTP at /mcp, HTTP+SSE at /sse) takes the same keys.
-        .merge(crate::mcp::http::routes(&state, max_body_bytes))
+        .merge(crate::mcp::http::routes(
+            &state,
+            &crate::mcp::http::Limits::from(config),
+        ))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(v1)

@@ -46,6 +46,11 @@ pub struct Config {
     /// How often expired sessions are swept from the store and counted in
     /// `sessions_expired_total` (an expired session is unreachable at once either way).
     pub session_sweep_secs: u64,
+    /// MCP sessions (streamable HTTP and SSE together) open at most; a client opening one more
+    /// gets 503 with Retry-After.
+    pub mcp_max_sessions: usize,
+    /// A streamable-HTTP MCP session with no request for this long is closed.
+    pub mcp_session_idle_secs: u64,
     /// Sessions live in this Redis (`redis://[:password@]host:port/db`); in memory when unset.
     pub redis_url: Option<String>,
     /// Timeout of each Redis command and connection attempt.
@@ -130,6 +135,8 @@ impl Default for Config {
             session_max_count: 10_000,
             session_busy_wait_ms: 10_000,
             session_sweep_secs: 30,
+            mcp_max_sessions: 1000,
+            mcp_session_idle_secs: 300,
             redis_url: None,
             redis_timeout_ms: 2000,
             api_keys_file: None,
@@ -224,6 +231,8 @@ const ENV_KEYS: &[&str] = &[
     "session_max_count",
     "session_busy_wait_ms",
     "session_sweep_secs",
+    "mcp_max_sessions",
+    "mcp_session_idle_secs",
     "redis_url",
     "redis_timeout_ms",
     "api_keys_file",
@@ -280,6 +289,9 @@ impl Config {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.session_ttl_secs == 0 || self.session_sweep_secs == 0 {
             return bad("session_ttl_secs and session_sweep_secs must be ≥ 1".into());
+        }
+        if self.mcp_max_sessions == 0 || self.mcp_session_idle_secs == 0 {
+            return bad("mcp_max_sessions and mcp_session_idle_secs must be ≥ 1".into());
         }
         if self.session_max_messages < 2 {
             return bad("session_max_messages must be ≥ 2".into());

@@ -12,10 +12,12 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::Query;
-use axum::http::StatusCode;
+use axum::extract::{Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Hub, McpServer};
 use crate::api::AppState;
+use crate::api::error::ApiError;
 use crate::auth::Caller;
+use crate::config::Config;
 
 pub const MCP_PATH: &str = "/mcp";
 pub const SSE_PATH: &str = "/sse";
@@ -41,11 +45,36 @@ pub const SSE_MESSAGE_PATH: &str = "/message";
 /// Messages a legacy SSE session buffers from the client before `POST /message` waits.
 const SSE_INBOX: usize = 32;
 
-/// The MCP routes, to be put behind the bearer check. `max_body_bytes` bounds a message.
-pub fn routes(state: &AppState, max_body_bytes: usize) -> Router<AppState> {
+/// How much MCP the hub holds open.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bounds one message.
+    pub max_body_bytes: usize,
+    /// Open sessions at most, both transports together.
+    pub max_sessions: usize,
+    /// A streamable-HTTP session idle this long is closed (rmcp's keep-alive).
+    pub session_idle: Duration,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Limits {
+        Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_sessions: config.mcp_max_sessions,
+            session_idle: Duration::from_secs(config.mcp_session_idle_secs),
+        }
+    }
+}
+
+/// When a client finds every session slot taken: idle ones close within `session_idle`, but
+/// a retry soon is worth it as clients close theirs.
+const FULL_RETRY_AFTER_SECS: u64 = 5;
+
+/// The MCP routes, to be put behind the bearer check.
+pub fn routes(state: &AppState, limits: &Limits) -> Router<AppState> {
     let hub: Arc<dyn Hub> = Arc::new(state.chat.clone());
     let mut config = StreamableHttpServerConfig::default()
-        .with_max_request_body_bytes(max_body_bytes)
+        .with_max_request_body_bytes(limits.max_body_bytes)
         .with_cancellation_token(CancellationToken::new());
     if state.keys.is_enabled() {
         // Bearer keys authenticate every request, so the Host may be any name the hub is
@@ -53,24 +82,73 @@ pub fn routes(state: &AppState, max_body_bytes: usize) -> Router<AppState> {
         // rmcp's default (loopback Host names only) blocks DNS-rebinding from web pages.
         config = config.disable_allowed_hosts();
     }
-    let streamable = {
-        let hub = hub.clone();
-        StreamableHttpService::new(
-            move || Ok(McpServer::new(hub.clone())),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        )
-    };
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = Some(limits.session_idle);
+    let manager = Arc::new(manager);
     let sse = SseState {
-        hub,
+        hub: hub.clone(),
         sessions: Arc::new(Mutex::new(HashMap::new())),
     };
-    Router::new().route_service(MCP_PATH, streamable).merge(
-        Router::new()
-            .route(SSE_PATH, get(sse_connect))
-            .route(SSE_MESSAGE_PATH, post(sse_message))
-            .layer(Extension(sse)),
-    )
+    let open = OpenSessions {
+        streamable: manager.clone(),
+        sse: sse.sessions.clone(),
+        max: limits.max_sessions,
+    };
+    let streamable =
+        StreamableHttpService::new(move || Ok(McpServer::new(hub.clone())), manager, config);
+    Router::new()
+        .route_service(MCP_PATH, streamable)
+        .route(SSE_PATH, get(sse_connect))
+        .route(SSE_MESSAGE_PATH, post(sse_message))
+        .layer(Extension(sse))
+        .route_layer(middleware::from_fn_with_state(open, refuse_when_full))
+}
+
+/// The sessions of both transports, counted against one limit.
+#[derive(Clone)]
+struct OpenSessions {
+    streamable: Arc<LocalSessionManager>,
+    sse: Arc<Mutex<HashMap<String, SseSession>>>,
+    max: usize,
+}
+
+impl OpenSessions {
+    async fn count(&self) -> usize {
+        let sse = self.sse.lock().expect("sessions lock").len();
+        self.streamable.sessions.read().await.len() + sse
+    }
+}
+
+/// Refuses a request that would open a session (`GET /sse`, or a `POST /mcp` without
+/// `Mcp-Session-Id`, i.e. an initialize) once `max` are open. Requests of open sessions pass.
+async fn refuse_when_full(
+    State(open): State<OpenSessions>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let path = request.uri().path();
+    let opens = (request.method() == Method::GET && path == SSE_PATH)
+        || (request.method() == Method::POST
+            && path == MCP_PATH
+            && !request.headers().contains_key("mcp-session-id"));
+    if opens {
+        let count = open.count().await;
+        if count >= open.max {
+            tracing::warn!(
+                open = count,
+                max = open.max,
+                "MCP session refused: the limit is reached"
+            );
+            return Err(ApiError::Exhausted {
+                message: format!(
+                    "the hub holds its maximum of {} open MCP sessions; close idle ones or retry later",
+                    open.max
+                ),
+                retry_after: FULL_RETRY_AFTER_SECS,
+            });
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 #[derive(Clone)]

@@ -616,3 +616,73 @@ async fn cancelling_a_chat_kills_its_cli_process() {
     assert_eq!(text(&after), "echo: again", "{after:?}");
     client.cancel().await.unwrap();
 }
+
+/// A raw `initialize` over streamable HTTP: the response, and the session id it opened.
+async fn initialize(hub: &Hub) -> (reqwest::StatusCode, Option<String>, Value) {
+    let r = hub
+        .http
+        .post(hub.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "limit-test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let session = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let retry_after = r.headers().get("retry-after").cloned();
+    let body = if status.is_success() {
+        Value::Null
+    } else {
+        let mut body: Value = r.json().await.unwrap();
+        body["retry_after"] = json!(retry_after.map(|v| v.to_str().unwrap().to_string()));
+        body
+    };
+    (status, session, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_sessions_are_bounded_and_idle_ones_close() {
+    let hub = Hub::start_with(
+        HubOptions::claude_only("").with_top("mcp_max_sessions = 2\nmcp_session_idle_secs = 2"),
+    )
+    .await;
+    let (first, id, _) = initialize(&hub).await;
+    assert_eq!(first, 200);
+    assert!(id.is_some());
+    let (sse, _) = sse_client(&hub, "").await;
+    // Both slots taken (one streamable, one SSE): a third session of either kind is refused.
+    let (refused, _, body) = initialize(&hub).await;
+    assert_eq!(refused, 503, "{body}");
+    assert_eq!(body["error"]["code"], "capacity_exhausted", "{body}");
+    assert_eq!(body["retry_after"], "5");
+    let r = hub
+        .http
+        .get(hub.url("/sse"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // Closing the SSE session frees its slot at once; the idle streamable one goes after 2 s.
+    sse.cancel().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut opened = 0;
+    while opened < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots were not freed (opened {opened})"
+        );
+        if initialize(&hub).await.0 == 200 {
+            opened += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
