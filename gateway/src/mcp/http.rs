@@ -121,6 +121,8 @@ impl OpenSessions {
 
 /// Refuses a request that would open a session (`GET /sse`, or a `POST /mcp` without
 /// `Mcp-Session-Id`, i.e. an initialize) once `max` are open. Requests of open sessions pass.
+/// The count is read, not reserved: opens racing each other can pass the limit by as many as
+/// arrive at once, which keeps memory bounded all the same.
 async fn refuse_when_full(
     State(open): State<OpenSessions>,
     request: Request,
