@@ -686,3 +686,66 @@ async fn open_sessions_are_bounded_and_idle_ones_close() {
         }
     }
 }
+
+/// On the wire (streamable HTTP, read raw): every progress notification of a `chat` comes before
+/// its result, and together they are the reply. (Clients may still hand them to the
+/// application out of order; the SDK tests allow for that.)
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_goes_out_before_the_result() {
+    let hub = Hub::start_with(HubOptions::claude_only("")).await;
+    let (status, session, _) = initialize(&hub).await;
+    assert_eq!(status, 200);
+    let session = session.unwrap();
+    let post = |body: Value| {
+        hub.http
+            .post(hub.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body)
+            .send()
+    };
+    let r = post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "chat",
+        "arguments": {"provider": "claude", "message": "[[words:20]] [[delay-ms:60]] count"},
+        "_meta": {"progressToken": "p-1"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let messages: Vec<Value> = tokio::time::timeout(
+        Duration::from_secs(60),
+        sse_events(r)
+            .filter_map(|(_, data)| async move { serde_json::from_str::<Value>(&data).ok() })
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the response stream ends after the result");
+    let result_at = messages
+        .iter()
+        .position(|m| m["id"] == 2)
+        .expect("a result");
+    assert_eq!(
+        result_at,
+        messages.len() - 1,
+        "nothing after the result: {messages:#?}"
+    );
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(progress.len() >= 2, "{messages:#?}");
+    let streamed: String = progress
+        .iter()
+        .map(|m| m["params"]["message"].as_str().unwrap())
+        .collect();
+    let reply = messages[result_at]["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert_eq!(streamed, reply);
+}
