@@ -581,11 +581,24 @@ async fn cancelling_a_chat_kills_its_cli_process() {
         ..Default::default()
     })
     .await;
+    let forwarding = ["--hub-url", hub.base.as_str()];
+    for transport in ["streamable HTTP", "SSE", "stdio forwarding to the hub"] {
+        let (client, recorder) = match transport {
+            "streamable HTTP" => streamable_client(&hub, KEY_A).await,
+            "SSE" => sse_client(&hub, KEY_A).await,
+            _ => stdio_client(&hub, &forwarding).await,
+        };
+        cancel_a_slow_chat(&hub, &client, &recorder, transport).await;
+        client.cancel().await.unwrap();
+    }
+}
+
+/// Starts a long `chat`, cancels it once text streams, and checks the CLI is gone and the
+/// session serves the next call.
+async fn cancel_a_slow_chat(hub: &Hub, client: &Client, recorder: &Recorder, transport: &str) {
     hub.wait_idle("claude", 1).await;
     let warm = hub.cli_pids();
     assert!(!warm.is_empty());
-
-    let (client, recorder) = streamable_client(&hub, KEY_A).await;
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(args(json!(["chat",
         {"provider": "claude", "message": "[[words:300]] [[delay-ms:100]] long"}]))));
     let handle = client
@@ -594,27 +607,30 @@ async fn cancelling_a_chat_kills_its_cli_process() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !recorder.progress.lock().unwrap().concat().contains("word2") {
-        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress over {transport}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     handle
         .cancel(Some("user pressed stop".into()))
         .await
         .unwrap();
-    hub.wait_for_clis("the CLI of a cancelled MCP chat must be killed", |pids| {
-        warm.iter().all(|p| !pids.contains(p))
-    })
+    hub.wait_for_clis(
+        &format!("the CLI of a chat cancelled over {transport} must be killed"),
+        |pids| warm.iter().all(|p| !pids.contains(p)),
+    )
     .await;
 
     // The hub goes on serving this MCP session.
     let after = call(
-        &client,
+        client,
         "chat",
         json!({"provider": "claude", "message": "again"}),
     )
     .await;
-    assert_eq!(text(&after), "echo: again", "{after:?}");
-    client.cancel().await.unwrap();
+    assert_eq!(text(&after), "echo: again", "over {transport}: {after:?}");
 }
 
 /// A raw `initialize` over streamable HTTP: the response, and the session id it opened.
