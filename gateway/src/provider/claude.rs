@@ -14,6 +14,9 @@ use super::{
 
 pub struct Claude;
 
+/// Inline settings denying every built-in tool that touches files, the shell or the web.
+const DENY_SETTINGS: &str = r#"--settings={"permissions":{"deny":["Read","Glob","Grep","LS","Edit","Write","NotebookEdit","Bash","WebFetch","WebSearch"]}}"#;
+
 /// Inherited variables claude may see: its OAuth token and where its per-user state lives.
 const ALLOWED_ENV: &[&str] = &[
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -48,6 +51,10 @@ impl Adapter for Claude {
             "--tools=",
             "--strict-mcp-config",
             "--setting-sources=",
+            // With no tools, claude still reads a file named in the text as `@path` and sends it
+            // to the model (measured: `@/any/file` in a user turn reached the model server). Its
+            // permission rules do stop that, so every file and shell tool is denied outright.
+            DENY_SETTINGS,
             "--no-session-persistence",
         ]
         .map(String::from)
@@ -222,6 +229,17 @@ mod tests {
         );
         assert!(spec.args.contains(&"--model=sonnet".to_string()));
         assert!(!spec.args.iter().any(|a| a == "--bare"));
+        // `@path` in a prompt is read through the Read tool's permission check.
+        let settings = spec
+            .args
+            .iter()
+            .find_map(|a| a.strip_prefix("--settings="))
+            .expect("inline settings");
+        let settings: serde_json::Value = serde_json::from_str(settings).unwrap();
+        let denied = settings["permissions"]["deny"].as_array().unwrap();
+        for tool in ["Read", "Bash", "WebFetch"] {
+            assert!(denied.iter().any(|d| d == tool), "{tool} not denied");
+        }
     }
 
     #[test]
