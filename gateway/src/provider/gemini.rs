@@ -51,10 +51,13 @@ impl Adapter for Gemini {
         scratch: &Path,
         hub_env: &dyn Fn(&str) -> Option<String>,
     ) -> LaunchSpec {
-        // System settings override the user's: no core tools, no MCP server, no telemetry.
+        // System settings override the user's: no core tools, no MCP server, no telemetry, and
+        // no GEMINI.md "memory" from the directories above the scratch dir (gemini otherwise
+        // walks up to the first `.git` and sends every GEMINI.md it meets to the model).
         let settings = json!({
             "tools": {"core": []},
             "mcp": {"allowed": []},
+            "context": {"memoryBoundaryMarkers": []},
             "telemetry": {"enabled": false},
             "privacy": {"usageStatisticsEnabled": false},
         });
@@ -251,6 +254,7 @@ mod tests {
         let settings: Value = serde_json::from_str(&spec.files[0].1).unwrap();
         assert_eq!(settings["tools"]["core"], json!([]));
         assert_eq!(settings["mcp"]["allowed"], json!([]));
+        assert_eq!(settings["context"]["memoryBoundaryMarkers"], json!([]));
         assert_eq!(spec.files[1].1, "Be terse.");
         assert!(spec.env.contains(&(
             "GEMINI_SYSTEM_MD".to_string(),
