@@ -233,3 +233,26 @@ async fn context_files_around_the_scratch_dir_are_not_loaded() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_text_cannot_run_cli_commands() {
+    let hub = Hub::start_with(gemini_only("")).await;
+    for text in [
+        "/memory show",
+        "/quit",
+        "/chat save x",
+        "!cat /etc/hostname",
+    ] {
+        let r = hub
+            .chat(json!({"model": "gemini", "messages": [user(text)]}))
+            .await;
+        assert_eq!(r.status(), 200, "{text}");
+        let body: Value = r.json().await.unwrap();
+        // The model got the text as text (the fake echoes it after the stdin primer).
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("echo: \n{text}"),
+            "{text}"
+        );
+    }
+}
