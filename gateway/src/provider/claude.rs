@@ -14,8 +14,11 @@ use super::{
 
 pub struct Claude;
 
-/// Inline settings denying every built-in tool that touches files, the shell or the web.
-const DENY_SETTINGS: &str = r#"--settings={"permissions":{"deny":["Read","Glob","Grep","LS","Edit","Write","NotebookEdit","Bash","WebFetch","WebSearch"]}}"#;
+/// Inline settings: every built-in tool that touches files, the shell or the web is denied, and
+/// git instructions are off (with its default system prompt claude adds the branch and recent
+/// commit messages of a repository around its working directory; `--system-prompt` already
+/// drops them, this keeps it so).
+const LOCKDOWN_SETTINGS: &str = r#"--settings={"includeGitInstructions":false,"permissions":{"deny":["Read","Glob","Grep","LS","Edit","Write","NotebookEdit","Bash","WebFetch","WebSearch"]}}"#;
 
 /// Inherited variables claude may see: its OAuth token and where its per-user state lives.
 const ALLOWED_ENV: &[&str] = &[
@@ -54,7 +57,7 @@ impl Adapter for Claude {
             // With no tools, claude still reads a file named in the text as `@path` and sends it
             // to the model (measured: `@/any/file` in a user turn reached the model server). Its
             // permission rules do stop that, so every file and shell tool is denied outright.
-            DENY_SETTINGS,
+            LOCKDOWN_SETTINGS,
             "--no-session-persistence",
         ]
         .map(String::from)
@@ -240,6 +243,7 @@ mod tests {
         for tool in ["Read", "Bash", "WebFetch"] {
             assert!(denied.iter().any(|d| d == tool), "{tool} not denied");
         }
+        assert_eq!(settings["includeGitInstructions"], false);
     }
 
     #[test]

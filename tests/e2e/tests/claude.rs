@@ -269,3 +269,34 @@ async fn memory_files_around_the_cli_are_not_loaded() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_git_repository_around_the_cli_is_not_described() {
+    // Measured: with its default system prompt and a working directory inside a git repository,
+    // claude puts the branch and recent commit messages into the prompt. The hub replaces the
+    // system prompt (which drops that) and also switches git instructions off; this guards both.
+    let hub = Hub::start_with(claude_only("warm_processes = 0")).await;
+    let root = hub.gemini_home.parent().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q", "-b", "branch-marker-4e1"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "commit-marker-4e1"]);
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("hello")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    for req in hub.anthropic.requests() {
+        let body = req.body.to_string();
+        assert!(
+            !body.contains("marker-4e1"),
+            "the repository reached the model: {body}"
+        );
+    }
+}
