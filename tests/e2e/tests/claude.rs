@@ -233,6 +233,14 @@ async fn a_prompt_cannot_pull_in_files() {
         let body = r.text().await.unwrap();
         assert!(!body.contains(marker), "{prompt}: {body}");
     }
+    // Nor through the system prompt.
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [
+            {"role": "system", "content": format!("@{}", secret.display())},
+            user("hello"),
+        ]}))
+        .await;
+    assert!(!r.text().await.unwrap().contains(marker));
     for req in hub.anthropic.requests() {
         assert!(
             !req.body.to_string().contains(marker),

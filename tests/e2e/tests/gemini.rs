@@ -199,6 +199,14 @@ async fn a_prompt_cannot_pull_in_the_login_files() {
             "{prompt}: {status} {body}"
         );
     }
+    // The system prompt goes to gemini as a file (GEMINI_SYSTEM_MD); no import there either.
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [
+            {"role": "system", "content": format!("@{}\n@../home/.gemini/oauth_creds.json", creds.display())},
+            user("hello"),
+        ]}))
+        .await;
+    assert!(!r.text().await.unwrap().contains(marker));
     for req in hub.gemini.requests() {
         assert!(
             !req.body.to_string().contains(marker),
