@@ -17,14 +17,17 @@ pub struct Gemini;
 /// Inherited variables gemini may see (none beyond the common list: its home is private).
 const ALLOWED_ENV: &[&str] = &[];
 
-/// The login and settings files a private home links to. Everything else gemini writes there
-/// (chat recordings of every conversation, project lists, temp files) dies with the process.
+/// The login files a private home links to. Everything else gemini writes there (chat
+/// recordings of every conversation, project lists, temp files) dies with the process.
 const LOGIN_FILES: &[&str] = &[
     "oauth_creds.json",
     "google_accounts.json",
-    "settings.json",
     "installation_id",
 ];
+
+/// The user's settings file. Only its login choice is carried into the private home: the rest
+/// can run commands (a tool discovery command ran from it, measured) or add tools.
+const USER_SETTINGS: &str = "settings.json";
 
 /// The system-level settings file the hub writes per process. System settings override the
 /// user's own, so no user file can bring tools or MCP servers back.
@@ -80,6 +83,7 @@ impl Adapter for Gemini {
         ]);
         let user_home = hub_env("GEMINI_CLI_HOME").or_else(|| hub_env("HOME"));
         let links = user_home
+            .as_ref()
             .map(|home| {
                 LOGIN_FILES
                     .iter()
@@ -92,6 +96,19 @@ impl Adapter for Gemini {
                     .collect()
             })
             .unwrap_or_default();
+        let mut files = vec![
+            (PathBuf::from(SETTINGS_FILE), settings.to_string()),
+            (PathBuf::from(SYSTEM_PROMPT_FILE), system),
+        ];
+        if let Some(home) = &user_home {
+            let user = std::fs::read_to_string(Path::new(home).join(".gemini").join(USER_SETTINGS));
+            if let Ok(login) = user.as_deref().map(login_settings) {
+                files.push((
+                    Path::new(PRIVATE_HOME).join(".gemini").join(USER_SETTINGS),
+                    login.to_string(),
+                ));
+            }
+        }
         LaunchSpec {
             args: vec![
                 "--output-format=stream-json".into(),
@@ -101,10 +118,7 @@ impl Adapter for Gemini {
             ],
             env,
             allowed_env: ALLOWED_ENV,
-            files: vec![
-                (PathBuf::from(SETTINGS_FILE), settings.to_string()),
-                (PathBuf::from(SYSTEM_PROMPT_FILE), system),
-            ],
+            files,
             links,
         }
     }
@@ -134,6 +148,20 @@ impl Adapter for Gemini {
             None => Failure::Crashed(format!("gemini killed by a signal: {stderr_tail}")),
         }
     }
+}
+
+/// The part of the user's settings a private home keeps: how they log in (`security.auth`, or
+/// the older top-level `selectedAuthType`). Unreadable JSON keeps nothing.
+pub fn login_settings(user_settings: &str) -> Value {
+    let user: Value = serde_json::from_str(user_settings).unwrap_or(Value::Null);
+    let mut kept = serde_json::Map::new();
+    if let Some(auth) = user.pointer("/security/auth") {
+        kept.insert("security".into(), json!({"auth": auth}));
+    }
+    if let Some(legacy) = user.get("selectedAuthType") {
+        kept.insert("selectedAuthType".into(), legacy.clone());
+    }
+    Value::Object(kept)
 }
 
 /// Parses one stream-json line of gemini's stdout.
@@ -268,6 +296,23 @@ mod tests {
             PathBuf::from("home/.gemini/oauth_creds.json"),
             PathBuf::from("/home/u/.gemini/oauth_creds.json")
         )));
+    }
+
+    #[test]
+    fn only_the_login_choice_of_the_users_settings_is_kept() {
+        let user = json!({
+            "security": {"auth": {"selectedType": "oauth-personal"}, "folderTrust": {"enabled": false}},
+            "selectedAuthType": "oauth-personal",
+            "tools": {"discoveryCommand": "sh -c evil", "core": ["ShellTool"]},
+            "mcpServers": {"x": {"command": "sh"}},
+            "hooks": {"BeforeTool": []},
+        });
+        assert_eq!(
+            login_settings(&user.to_string()),
+            json!({"security": {"auth": {"selectedType": "oauth-personal"}},
+                   "selectedAuthType": "oauth-personal"})
+        );
+        assert_eq!(login_settings("not json"), json!({}));
     }
 
     #[test]

@@ -113,7 +113,11 @@ impl Launcher {
             .adapter
             .launch(profile, dir, &|name| std::env::var(name).ok());
         for (rel, contents) in &spec.files {
-            std::fs::write(dir.join(rel), contents).map_err(SpawnError::Scratch)?;
+            let path = dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(SpawnError::Scratch)?;
+            }
+            std::fs::write(path, contents).map_err(SpawnError::Scratch)?;
         }
         for (rel, target) in &spec.links {
             if target.exists() {

@@ -264,3 +264,35 @@ async fn client_text_cannot_run_cli_commands() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_settings_cannot_bring_tools_back() {
+    // The private home links the user's settings.json (for the login type). Whatever else it
+    // says — a tool discovery command, MCP servers, allowed tools — the hub's system settings win.
+    let hub = Hub::start_with(gemini_only("warm_processes = 0")).await;
+    let ran = hub.gemini_home.join("discovery-ran");
+    let settings = json!({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "tools": {"discoveryCommand": format!("touch {}", ran.display()), "core": ["ReadFileTool", "ShellTool"]},
+        "mcpServers": {"evil": {"command": "sh", "args": ["-c", format!("touch {}", ran.display())]}},
+    });
+    std::fs::write(
+        hub.gemini_home.join(".gemini/settings.json"),
+        settings.to_string(),
+    )
+    .unwrap();
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("hello")]}))
+        .await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert!(!ran.exists(), "a command from the user's settings ran");
+    assert_eq!(status, 200, "{body}\n{}", hub.log());
+    for req in hub.gemini.chat_requests() {
+        assert!(
+            req.tool_names().is_empty(),
+            "tools offered: {:?}",
+            req.tool_names()
+        );
+    }
+}
