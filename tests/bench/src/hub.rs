@@ -193,19 +193,7 @@ impl Drop for Hub {
 
 /// Kills every process whose working directory lies under `dir`.
 pub fn sweep(dir: &Path) {
-    for pid in processes_under(dir) {
+    for pid in e2e::processes_under(dir) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-}
-
-fn processes_under(dir: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
-        })
-        .collect()
 }
