@@ -23,7 +23,7 @@ pub const COMPONENT_ROUTER: &str = "router";
 pub const COMPONENT_REDIS: &str = "redis";
 /// Name of the LLMProvider a worker object belongs to.
 pub const PROVIDER: &str = "llm-mcp-hub.dev/provider";
-/// Provider kind (claude, gemini, codex) of a worker object.
+/// Provider kind (claude, gemini) of a worker object.
 pub const PROVIDER_KIND: &str = "llm-mcp-hub.dev/provider-kind";
 /// Account (of the LLMProvider's credentials) a worker Deployment serves.
 pub const ACCOUNT: &str = "llm-mcp-hub.dev/account";

@@ -2,7 +2,7 @@
 //!
 //! Two namespaced custom resources in the API group [`GROUP`], version [`VERSION`]:
 //!
-//! - [`LLMProvider`]: one vendor CLI subscription (claude, gemini or codex) with its accounts, served by
+//! - [`LLMProvider`]: one vendor CLI subscription (claude or gemini) with its accounts, served by
 //!   worker pods.
 //! - [`HubGateway`]: one entry point (router pods, Service, optional Ingress, session store).
 //!

@@ -21,7 +21,7 @@ use crate::common::{ImagePullPolicy, SchedulingSpec, SecretKeyRef};
     namespaced,
     status = "LLMProviderStatus",
     derive = "PartialEq",
-    doc = "An LLMProvider runs one vendor CLI (claude, gemini or codex), logged in with one or more \
+    doc = "An LLMProvider runs one vendor CLI (claude or gemini), logged in with one or more \
            subscription accounts, as worker pods that HubGateways route requests to.",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind", description = "Vendor CLI"),
     printcolumn(name = "Models", type_ = "string", json_path = ".spec.models.allowed", description = "Allowed models (empty: any)"),
@@ -96,6 +96,9 @@ fn default_concurrency() -> i32 {
 }
 
 /// The vendor CLI a provider runs.
+// Only kinds the `llm-mcp-hub` worker can run belong here: a kind the API server accepts but the
+// worker cannot start ends in crash-looping pods. OpenAI's Codex CLI is planned and is added when
+// the binary runs it.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -103,8 +106,6 @@ pub enum ProviderKind {
     Claude,
     /// Google's Gemini CLI (`gemini`), logged in with `~/.gemini/oauth_creds.json`.
     Gemini,
-    /// OpenAI's Codex CLI (`codex`), logged in with `~/.codex/auth.json`.
-    Codex,
 }
 
 impl ProviderKind {
@@ -113,7 +114,6 @@ impl ProviderKind {
         match self {
             Self::Claude => "claude",
             Self::Gemini => "gemini",
-            Self::Codex => "codex",
         }
     }
 
@@ -122,7 +122,6 @@ impl ProviderKind {
         match self {
             Self::Claude => "token",
             Self::Gemini => "oauth_creds.json",
-            Self::Codex => "auth.json",
         }
     }
 }
@@ -184,7 +183,7 @@ pub struct AccountSpec {
     /// Secret with the account's login. claude: key (default `token`) holds the token printed by
     /// `claude setup-token`, passed as `CLAUDE_CODE_OAUTH_TOKEN`. gemini: key (default
     /// `oauth_creds.json`) holds `~/.gemini/oauth_creds.json`; an optional `settings.json` key is
-    /// used as `~/.gemini/settings.json`. codex: key (default `auth.json`) holds `~/.codex/auth.json`.
+    /// used as `~/.gemini/settings.json`.
     pub secret_ref: SecretKeyRef,
 }
 

@@ -18,7 +18,6 @@ fn aliases(kind: ProviderKind) -> &'static [&'static str] {
             "sonnet[1m]",
         ],
         ProviderKind::Gemini => &["auto", "pro", "flash", "flash-lite"],
-        ProviderKind::Codex => &["codex"],
     }
 }
 
@@ -27,7 +26,6 @@ fn prefixes(kind: ProviderKind) -> &'static [&'static str] {
     match kind {
         ProviderKind::Claude => &["claude-"],
         ProviderKind::Gemini => &["gemini-", "gemma-"],
-        ProviderKind::Codex => &["gpt-", "o1", "o3", "o4", "codex-"],
     }
 }
 
@@ -47,7 +45,5 @@ mod tests {
         assert!(!is_known_model(ProviderKind::Claude, "gemini-2.5-pro"));
         assert!(is_known_model(ProviderKind::Gemini, "gemini-2.5-pro"));
         assert!(!is_known_model(ProviderKind::Gemini, "opus"));
-        assert!(is_known_model(ProviderKind::Codex, "gpt-5-codex"));
-        assert!(!is_known_model(ProviderKind::Codex, "sonnet"));
     }
 }

@@ -414,3 +414,17 @@ fn several_accounts_round_trip() {
     );
     assert_eq!(p.spec.secret_key(&p.spec.credentials.accounts[1]), "creds");
 }
+
+/// The API server refuses a kind the worker binary cannot run (codex is planned, not accepted yet).
+#[test]
+fn provider_kinds_are_the_ones_the_binary_runs() {
+    let crd = serde_json::to_value(LLMProvider::crd()).unwrap();
+    let kind = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["kind"];
+    assert_eq!(kind["enum"], json!(["claude", "gemini"]), "{kind}");
+    let codex = serde_json::from_value::<LLMProviderSpec>(json!({
+        "kind": "codex",
+        "credentials": {"accounts": [{"name": "main", "secretRef": {"name": "s"}}]},
+    }));
+    assert!(codex.is_err());
+}

@@ -316,8 +316,9 @@ fn image(cfg: &BuildConfig, spec_image: Option<&str>) -> String {
 /// Default gemini settings: OAuth login, no built-in tools, no MCP servers.
 pub const GEMINI_SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"oauth-personal"}},"tools":{"core":[]},"mcp":{"allowed":[]}}"#;
 
-/// The init container's script that copies file-based logins (gemini, codex) from the read-only
-/// Secret into the writable home, where the CLI can rewrite refreshed tokens. None for claude.
+/// The init container's script that copies a file-based login (gemini) from the read-only Secret
+/// into the writable home, where the CLI can rewrite refreshed tokens. None for claude, whose
+/// token comes as an environment variable.
 pub fn install_credentials_script(kind: ProviderKind, cred_dir: &str, key: &str) -> Option<String> {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let src = quote(&format!("{cred_dir}/{key}"));
@@ -329,9 +330,6 @@ pub fn install_credentials_script(kind: ProviderKind, cred_dir: &str, key: &str)
              else printf '%s' {default} > {HOME}/.gemini/settings.json; fi\n",
             settings = quote(&format!("{cred_dir}/settings.json")),
             default = quote(GEMINI_SETTINGS),
-        )),
-        ProviderKind::Codex => Some(format!(
-            "set -eu\numask 077\nmkdir -p {HOME}/.codex\ncp {src} {HOME}/.codex/auth.json\n"
         )),
     }
 }
