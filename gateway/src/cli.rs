@@ -35,6 +35,46 @@ pub enum Command {
     /// Serve MCP over stdin/stdout (for Claude Desktop and other MCP hosts): providers
     /// in-process, or forwarded to a running hub with --hub-url. Logs go to stderr.
     McpStdio(McpStdioArgs),
+    /// Cluster mode, gateway: the REST and MCP API, sessions and keys as `serve`, answered by
+    /// worker processes found through [discovery] (Kubernetes or a static list).
+    Router(ServeArgs),
+    /// Cluster mode, one provider and one account: its CLI pool behind the internal worker
+    /// protocol, for routers only.
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Which CLI this worker runs.
+    #[arg(long, value_enum)]
+    pub provider: crate::provider::ProviderKind,
+    /// The provider's name, which clients put in `model` (the LLMProvider's name) [default: the
+    /// kind]. A `[providers.<name>]` table of the config file, if any, is the starting point.
+    #[arg(long, env = "LLM_MCP_HUB_PROVIDER_NAME")]
+    pub name: Option<String>,
+    /// The subscription account this worker is logged in with (shown to routers and in
+    /// `/v1/providers`).
+    #[arg(long, env = "LLM_MCP_HUB_ACCOUNT")]
+    pub account: Option<String>,
+    /// Requests answered at once.
+    #[arg(long, env = "LLM_MCP_HUB_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Whole-request deadline in seconds.
+    #[arg(long, env = "LLM_MCP_HUB_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Models clients may ask for, comma-separated; empty keeps the kind's list.
+    #[arg(long, env = "LLM_MCP_HUB_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// The model used when a client names only the provider; empty: the kind's default if
+    /// allowed, else the first model.
+    #[arg(long, env = "LLM_MCP_HUB_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// File holding the credential routers must present. Required unless --listen is a
+    /// loopback address.
+    #[arg(long, env = "LLM_MCP_HUB_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]

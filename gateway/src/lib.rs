@@ -9,10 +9,13 @@
 //! - `provider`: pure adapters that describe each CLI.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod discovery;
+pub mod errors;
 pub mod mcp;
 pub mod metrics;
 pub mod provider;
@@ -22,3 +25,5 @@ pub mod service;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
+pub mod worker_api;

@@ -4,6 +4,12 @@ use llm_mcp_hub::cli::{Cli, Command};
 use llm_mcp_hub::config::Config;
 use llm_mcp_hub::{server, telemetry};
 
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -14,6 +20,16 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(server::serve(config))
+        }
+        Command::Router(args) => {
+            let config = Config::load(args.config.as_deref(), &args)?;
+            telemetry::init(config.log_format);
+            runtime()?.block_on(server::router(config))
+        }
+        Command::Worker(args) => {
+            let config = Config::load(args.serve.config.as_deref(), &args.serve)?;
+            telemetry::init(config.log_format);
+            runtime()?.block_on(server::worker(config, args))
         }
         Command::McpStdio(args) => {
             let config = Config::load(args.serve.config.as_deref(), &args.serve)?;

@@ -26,6 +26,11 @@ pub struct Metrics {
     pub sessions_expired: IntCounterVec,
     /// Sessions the in-memory store dropped to stay within `session_max_count`.
     pub sessions_evicted: prometheus::IntGauge,
+    /// Router: attempts on workers by provider and result (`ok`, `retried`, `failed`).
+    pub worker_attempts: IntCounterVec,
+    /// Router: workers by provider and state (`ready`, `limited`, `not_accepting`, `failing`,
+    /// `unknown`), refreshed with each status round.
+    pub workers: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -134,6 +139,16 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            worker_attempts: counter(
+                "router_worker_attempts_total",
+                "Router: attempts to run a turn on a worker, by result",
+                &["provider", "result"],
+            ),
+            workers: gauge(
+                "router_workers",
+                "Router: discovered workers by provider and state",
+                &["provider", "state"],
+            ),
             registry,
         }
     }

@@ -1,17 +1,17 @@
 //! Every error a client can get, mapped once to an HTTP status and OpenAI's JSON shape
 //! `{"error": {"message", "type", "code", "param"}}`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::auth::AuthError;
+use crate::errors::ClientError;
 use crate::provider::ProviderError;
-use crate::runtime::health::unix_now;
 use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +25,6 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    /// A hub-wide capacity is used up (open MCP sessions); retry after the given seconds.
-    #[error("{message}")]
-    Exhausted { message: String, retry_after: u64 },
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -42,115 +39,33 @@ impl ApiError {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// What the client sees, classified once (`crate::errors`).
+    pub fn classify(&self) -> ClientError {
+        let message = self.to_string();
+        let invalid = "invalid_request_error";
         match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Exhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Service(e) => match e {
-                ServiceError::ModelNotFound { .. } | ServiceError::SessionNotFound(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                ServiceError::ProviderNotAllowed(_) => StatusCode::FORBIDDEN,
-                ServiceError::InvalidSessionId => StatusCode::BAD_REQUEST,
-                ServiceError::SessionBusy(_) => StatusCode::CONFLICT,
-                ServiceError::SessionTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                ServiceError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ServiceError::Provider(e) => provider_status(e),
+            ApiError::BadRequest { param, .. } => ClientError {
+                param: *param,
+                ..ClientError::new(400, "invalid_request", message)
             },
+            ApiError::NotFound(_) => ClientError::new(404, "not_found", message),
+            ApiError::PayloadTooLarge(_) => ClientError::new(413, "request_too_large", message),
+            ApiError::Auth(_) => ClientError {
+                kind: invalid,
+                ..ClientError::new(401, "invalid_api_key", message)
+            },
+            ApiError::Service(e) => ClientError::from(e),
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.classify().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The OpenAI-shaped body; also sent as the last SSE event when a stream fails midway.
     pub fn body(&self) -> Value {
-        let (kind, code, param) = match self {
-            ApiError::BadRequest { param, .. } => {
-                ("invalid_request_error", "invalid_request", *param)
-            }
-            ApiError::NotFound(_) => ("invalid_request_error", "not_found", None),
-            ApiError::PayloadTooLarge(_) => ("invalid_request_error", "request_too_large", None),
-            ApiError::Exhausted { .. } => ("server_error", "capacity_exhausted", None),
-            ApiError::Auth(_) => ("invalid_request_error", "invalid_api_key", None),
-            ApiError::Service(e) => match e {
-                ServiceError::ModelNotFound { .. } => {
-                    ("invalid_request_error", "model_not_found", Some("model"))
-                }
-                ServiceError::ProviderNotAllowed(_) => {
-                    ("permission_error", "provider_not_allowed", Some("model"))
-                }
-                ServiceError::InvalidSessionId => {
-                    ("invalid_request_error", "invalid_session_id", None)
-                }
-                ServiceError::SessionNotFound(_) => {
-                    ("invalid_request_error", "session_not_found", None)
-                }
-                ServiceError::SessionBusy(_) => ("conflict_error", "session_busy", None),
-                ServiceError::SessionTooLarge(_) => {
-                    ("invalid_request_error", "session_too_large", None)
-                }
-                ServiceError::StoreUnavailable(_) => {
-                    ("server_error", "session_store_unavailable", None)
-                }
-                ServiceError::Provider(e) => provider_codes(e),
-            },
-        };
-        json!({"error": {"message": self.client_message(), "type": kind, "code": code, "param": param}})
+        self.classify().body()
     }
-
-    fn client_message(&self) -> String {
-        match self {
-            ApiError::Service(ServiceError::Provider(ProviderError::UsageLimited {
-                provider,
-                resets_at: Some(at),
-            })) => format!(
-                "provider '{provider}' hit its subscription usage limit; it resets at {}",
-                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(*at as u64))
-            ),
-            _ => self.to_string(),
-        }
-    }
-
-    fn retry_after(&self) -> Option<u64> {
-        match self {
-            ApiError::Exhausted { retry_after, .. } => Some(*retry_after),
-            ApiError::Service(ServiceError::Provider(ProviderError::Busy {
-                retry_after, ..
-            })) => Some(retry_after.as_secs().max(1)),
-            ApiError::Service(ServiceError::Provider(ProviderError::UsageLimited {
-                resets_at,
-                ..
-            })) => Some(resets_at.map_or(60, |at| (at - unix_now()).max(1) as u64)),
-            _ => None,
-        }
-    }
-}
-
-fn provider_status(e: &ProviderError) -> StatusCode {
-    match e {
-        ProviderError::Busy { .. } | ProviderError::UsageLimited { .. } => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
-        ProviderError::NotLoggedIn { .. } | ProviderError::Spawn { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ProviderError::Upstream { .. } | ProviderError::Crashed { .. } => StatusCode::BAD_GATEWAY,
-        ProviderError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-    }
-}
-
-fn provider_codes(e: &ProviderError) -> (&'static str, &'static str, Option<&'static str>) {
-    let (kind, code) = match e {
-        ProviderError::Busy { .. } => ("rate_limit_error", "rate_limit_exceeded"),
-        ProviderError::UsageLimited { .. } => ("rate_limit_error", "usage_limit_reached"),
-        ProviderError::NotLoggedIn { .. } => ("provider_error", "provider_not_logged_in"),
-        ProviderError::Spawn { .. } => ("provider_error", "provider_unavailable"),
-        ProviderError::Upstream { .. } => ("provider_error", "upstream_error"),
-        ProviderError::Crashed { .. } => ("provider_error", "provider_failed"),
-        ProviderError::Timeout { .. } => ("provider_error", "provider_timeout"),
-    };
-    (kind, code, None)
 }
 
 impl From<ProviderError> for ApiError {
@@ -178,13 +93,22 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status(), Json(self.body())).into_response();
+        let mut response = self.classify().into_response();
         if matches!(self, ApiError::Auth(_)) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = self.retry_after() {
+        response
+    }
+}
+
+impl IntoResponse for ClientError {
+    /// A classified failure as an HTTP response: status, OpenAI body, `Retry-After`.
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

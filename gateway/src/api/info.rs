@@ -30,17 +30,28 @@ pub async fn providers(State(state): State<AppState>) -> impl IntoResponse {
     Json(json!({"object": "list", "data": state.chat.providers()}))
 }
 
-/// `GET /health`: a summary for people and simple monitors.
+/// `GET /health`: a summary for people and simple monitors, the session store included.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let providers = state.chat.providers();
     let serving = providers
         .iter()
         .filter(|p| p.ready_workers > 0 || p.pool.busy > 0)
         .count();
-    let status = if serving > 0 { "ok" } else { "degraded" };
+    let store = match state.chat.store().ping().await {
+        Ok(()) => json!({"kind": state.chat.store().kind(), "status": "ok"}),
+        Err(e) => {
+            json!({"kind": state.chat.store().kind(), "status": "unavailable", "error": e.to_string()})
+        }
+    };
+    let status = if serving > 0 && store["status"] == "ok" {
+        "ok"
+    } else {
+        "degraded"
+    };
     Json(json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
+        "session_store": store,
         "providers": providers.iter().map(|p| json!({"name": p.name, "health": p.health})).collect::<Vec<_>>(),
     }))
 }
@@ -50,29 +61,19 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: ready when the session store answers and at least one provider can take
-/// requests.
+/// `GET /readyz`: whether this process should get traffic. The session store is not part of
+/// it: while Redis is down, requests without a session still work, and every replica would
+/// leave the Service at once (the store shows in `/health` and the metrics instead).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if let Err(e) = state.chat.store().ping().await {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": format!("session store: {e}")})),
-        );
-    }
-    let providers = state.chat.providers();
-    let serving: Vec<_> = providers
-        .iter()
-        .filter(|p| p.ready_workers > 0 || p.pool.busy > 0)
-        .map(|p| p.name.clone())
-        .collect();
-    let status = if serving.is_empty() {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let readiness = state.chat.backend().readiness();
+    let status = if readiness.ready {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({"ready": !serving.is_empty(), "serving": serving})),
+        Json(json!({"ready": readiness.ready, "detail": readiness.detail})),
     )
 }
 

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{Backend, ChatRequest, Limits, ProviderInfo};
+use super::{Backend, ChatRequest, Limits, ProviderInfo, Readiness};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::provider::{ChatEvent, ProviderError};
@@ -69,7 +70,7 @@ impl Backend for LocalBackend {
                 let serving = health.is_serving();
                 ProviderInfo {
                     name: pool.name().to_string(),
-                    kind: cfg.kind,
+                    kind: Some(cfg.kind),
                     models: cfg.models.clone(),
                     default_model: cfg.default_model.clone(),
                     health: health.state,
@@ -89,6 +90,7 @@ impl Backend for LocalBackend {
                         request_timeout_secs: cfg.request_timeout_secs,
                         idle_timeout_secs: cfg.idle_timeout_secs,
                     },
+                    accounts: Vec::new(),
                 }
             })
             .collect()
@@ -107,6 +109,28 @@ impl Backend for LocalBackend {
                 })
             })
             .boxed(),
+        }
+    }
+
+    /// Ready while some provider can answer. A usage limit keeps the process ready: it
+    /// answers with the reset time at once, which a router needs to route around the account.
+    fn readiness(&self) -> Readiness {
+        let serving: Vec<_> = self
+            .pools
+            .values()
+            .filter(|pool| {
+                let recheck = Duration::from_secs(pool.config().login_recheck_secs);
+                pool.health().can_answer(recheck)
+            })
+            .map(|pool| pool.name().to_string())
+            .collect();
+        Readiness {
+            ready: !serving.is_empty(),
+            detail: if serving.is_empty() {
+                "no provider can answer: the CLIs cannot start or are not logged in".into()
+            } else {
+                format!("serving: {}", serving.join(", "))
+            },
         }
     }
 

@@ -3,14 +3,16 @@
 //! the same typed events, so every front end has one code path.
 
 pub mod local;
+pub mod remote;
 
 use futures::stream::BoxStream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::provider::{ChatEvent, Message, ProviderError, ProviderKind};
 use crate::runtime::{HealthState, PoolStatus};
 
 pub use local::LocalBackend;
+pub use remote::RemoteBackend;
 
 /// A chat request after model resolution.
 #[derive(Debug, Clone)]
@@ -26,7 +28,8 @@ pub struct ChatRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderInfo {
     pub name: String,
-    pub kind: ProviderKind,
+    /// Unknown (null) while none of a router's workers for it has reported.
+    pub kind: Option<ProviderKind>,
     pub models: Vec<String>,
     pub default_model: String,
     pub health: HealthState,
@@ -37,9 +40,24 @@ pub struct ProviderInfo {
     pub ready_workers: usize,
     pub pool: PoolStatus,
     pub limits: Limits,
+    /// Router: the subscription accounts behind the provider's workers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountInfo>,
 }
 
+/// One subscription account of a provider, as a router sees it.
 #[derive(Debug, Clone, Serialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub health: HealthState,
+    /// Unix time its usage limit resets, while one stands.
+    pub limited_until: Option<i64>,
+    /// Workers of this account that take requests now.
+    pub ready_workers: usize,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub max_concurrency: usize,
     pub max_queue: usize,
@@ -47,10 +65,19 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
 }
 
+/// `/readyz`'s answer, with what it is based on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub detail: String,
+}
+
 pub trait Backend: Send + Sync {
     fn providers(&self) -> Vec<ProviderInfo>;
     /// Text deltas then `Done`, or one error. Dropping the stream cancels the request.
     fn chat(&self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>>;
+    /// Whether this process should get traffic (`/readyz`).
+    fn readiness(&self) -> Readiness;
     /// Stops background work and kills idle processes.
     fn shutdown(&self);
 }

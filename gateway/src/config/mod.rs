@@ -62,8 +62,80 @@ pub struct Config {
     /// Serve a non-loopback address without API keys. Anyone who can reach the port can then
     /// spend your subscriptions.
     pub dangerously_allow_unauthenticated: bool,
-    /// Providers by name; the name is what clients put in `model`.
+    /// Providers by name; the name is what clients put in `model`. (`serve`, `mcp-stdio` and
+    /// `worker`; a `router` learns its providers from its workers.)
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// `router`: where its workers are found.
+    pub discovery: DiscoveryConfig,
+    /// `router`: how requests are spread over workers and retried.
+    pub routing: RoutingConfig,
+}
+
+/// Where a router finds its workers: Kubernetes, a static list, or both.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Directory of worker credentials, one file per provider named after it (the operator
+    /// mounts each served LLMProvider's `<p>-worker-token` Secret here). Re-read while running.
+    pub worker_token_dir: Option<PathBuf>,
+    /// Watch LLMProviders and their workers' EndpointSlices (in-cluster, or `KUBECONFIG`).
+    pub kubernetes: Option<KubernetesDiscovery>,
+    /// Workers at fixed addresses (running without Kubernetes).
+    #[serde(rename = "static")]
+    pub static_workers: Vec<StaticWorker>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesDiscovery {
+    /// Namespace of the LLMProviders (empty: the namespace of the router's service account).
+    pub namespace: String,
+    /// Which LLMProviders this router serves, in `kubectl -l` syntax; empty selects all.
+    pub label_selector: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticWorker {
+    /// The provider name the worker serves (what clients put in `model`).
+    pub provider: String,
+    /// Base URL of the worker, e.g. `http://10.0.0.7:8081`.
+    pub url: String,
+    /// The worker's credential file (default: `<worker_token_dir>/<provider>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// How often each worker's status (login, usage limit, load, draining) is read.
+    pub status_interval_ms: u64,
+    /// Timeout of one status read; a worker that misses it counts as failing.
+    pub status_timeout_ms: u64,
+    /// Timeout of opening a connection to a worker.
+    pub connect_timeout_ms: u64,
+    /// Workers tried for one request at most. Only failures before the first byte reached the
+    /// client are retried elsewhere (refused or reset connection, busy, draining, usage limit,
+    /// lost login), never after.
+    pub max_attempts: u32,
+    /// A worker that fails is left out for this long, doubling with each further failure…
+    pub eject_base_ms: u64,
+    /// …up to this.
+    pub eject_max_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            status_interval_ms: 2000,
+            status_timeout_ms: 1000,
+            connect_timeout_ms: 2000,
+            max_attempts: 3,
+            eject_base_ms: 1000,
+            eject_max_ms: 30_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -146,6 +218,8 @@ impl Default for Config {
                 .into_iter()
                 .map(|k| (k.as_str().to_string(), ProviderConfig::for_kind(k)))
                 .collect(),
+            discovery: DiscoveryConfig::default(),
+            routing: RoutingConfig::default(),
         }
     }
 }
@@ -238,6 +312,8 @@ const ENV_KEYS: &[&str] = &[
     "api_keys_file",
     "dangerously_allow_unauthenticated",
     "providers",
+    "discovery",
+    "routing",
 ];
 
 impl Config {
@@ -295,6 +371,17 @@ impl Config {
         }
         if self.session_max_messages < 2 {
             return bad("session_max_messages must be ≥ 2".into());
+        }
+        if self.routing.max_attempts == 0 || self.routing.status_interval_ms == 0 {
+            return bad("routing.max_attempts and routing.status_interval_ms must be ≥ 1".into());
+        }
+        for w in &self.discovery.static_workers {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return bad(format!(
+                    "discovery.static: worker url '{}' must start with http:// or https://",
+                    w.url
+                ));
+            }
         }
         for (name, p) in &self.providers {
             if name.is_empty() || name.contains('/') {

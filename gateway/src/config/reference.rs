@@ -5,7 +5,7 @@
 use schemars::schema_for;
 use serde_json::Value;
 
-use super::{Config, ENV_KEYS, ProviderConfig};
+use super::{Config, DiscoveryConfig, ENV_KEYS, ProviderConfig, RoutingConfig, StaticWorker};
 use crate::auth::KeyEntry;
 use crate::provider::ProviderKind;
 
@@ -27,7 +27,8 @@ pub fn markdown() -> String {
     let config = config.as_value();
     let defaults = serde_json::to_value(Config::default()).expect("defaults serialize");
     for (key, prop) in properties(config) {
-        let env = if ENV_KEYS.contains(&key.as_str()) && key != "providers" {
+        let nested = ["providers", "discovery", "routing"];
+        let env = if ENV_KEYS.contains(&key.as_str()) && !nested.contains(&key.as_str()) {
             format!("`LLM_MCP_HUB_{}`", key.to_uppercase())
         } else {
             "—".to_string()
@@ -63,6 +64,21 @@ pub fn markdown() -> String {
         );
     }
 
+    out += "\n## `[routing]` (router)\n\n\
+            How `llm-mcp-hub router` spreads requests over its workers. Environment:\n\
+            `LLM_MCP_HUB_ROUTING__<KEY>`.\n\n";
+    out += &table_of(&schema_for!(RoutingConfig), &RoutingConfig::default());
+    out += "\n## `[discovery]` (router)\n\n\
+            Where `llm-mcp-hub router` finds its workers: `[discovery.kubernetes]` (`namespace`,\n\
+            `label_selector`: the LLMProviders served, and their workers' EndpointSlices) and/or\n\
+            `[[discovery.static]]` entries.\n\n";
+    out += &table_of(&schema_for!(DiscoveryConfig), &DiscoveryConfig::default());
+    out += "\n### `[[discovery.static]]`\n\n";
+    out += &table_of(
+        &schema_for!(StaticWorker),
+        &serde_json::json!({"provider": null, "url": null}),
+    );
+
     out += "\n## API key entries\n\n\
             Each entry of `api_keys`, and each `[[keys]]` table of `api_keys_file`\n\
             (`llm-mcp-hub keygen` prints one).\n\n\
@@ -74,6 +90,22 @@ pub fn markdown() -> String {
         out += &format!(
             "| `{name}` | {} | {} |\n",
             type_of(prop, key),
+            description(prop)
+        );
+    }
+    out
+}
+
+/// A `| key | type | default | description |` table of a settings struct.
+fn table_of(schema: &schemars::Schema, defaults: &impl serde::Serialize) -> String {
+    let schema = schema.as_value();
+    let defaults = serde_json::to_value(defaults).expect("defaults serialize");
+    let mut out = String::from("| key | type | default | description |\n|---|---|---|---|\n");
+    for (key, prop) in properties(schema) {
+        out += &format!(
+            "| `{key}` | {} | {} | {} |\n",
+            type_of(prop, schema),
+            default_of(&defaults[&key]),
             description(prop)
         );
     }

@@ -33,10 +33,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{Hub, McpServer};
-use crate::api::AppState;
-use crate::api::error::ApiError;
+use crate::app::AppState;
 use crate::auth::Caller;
 use crate::config::Config;
+use crate::errors::ClientError;
 
 pub const MCP_PATH: &str = "/mcp";
 pub const SSE_PATH: &str = "/sse";
@@ -127,7 +127,7 @@ async fn refuse_when_full(
     State(open): State<OpenSessions>,
     request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ClientError> {
     let path = request.uri().path();
     let opens = (request.method() == Method::GET && path == SSE_PATH)
         || (request.method() == Method::POST
@@ -141,13 +141,15 @@ async fn refuse_when_full(
                 max = open.max,
                 "MCP session refused: the limit is reached"
             );
-            return Err(ApiError::Exhausted {
-                message: format!(
+            return Err(ClientError::new(
+                503,
+                "capacity_exhausted",
+                format!(
                     "the hub holds its maximum of {} open MCP sessions; close idle ones or retry later",
                     open.max
                 ),
-                retry_after: FULL_RETRY_AFTER_SECS,
-            });
+            )
+            .with_retry_after(Some(FULL_RETRY_AFTER_SECS)));
         }
     }
     Ok(next.run(request).await)

@@ -16,64 +16,17 @@ pub mod server;
 pub mod stdio;
 
 use async_trait::async_trait;
-use axum::http::header::RETRY_AFTER;
-use axum::response::IntoResponse;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
-use crate::api::error::ApiError;
 use crate::auth::Caller;
 use crate::provider::ChatEvent;
-use crate::service::{ChatService, ServiceError, TurnRequest};
+use crate::service::{ChatService, TurnRequest};
 
 pub use server::McpServer;
 
-/// A failure as clients see it: the REST API's status, code and message, so MCP and REST
-/// classify every error the same way.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientError {
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-    pub retry_after: Option<u64>,
-}
-
-impl ClientError {
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> ClientError {
-        ClientError {
-            status,
-            code: code.into(),
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
-    }
-}
-
-impl From<ServiceError> for ClientError {
-    fn from(e: ServiceError) -> ClientError {
-        let error = ApiError::from(e);
-        let status = error.status().as_u16();
-        let body = error.body();
-        let retry_after = error
-            .into_response()
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()?.parse().ok());
-        ClientError {
-            status,
-            code: body["error"]["code"].as_str().unwrap_or("error").into(),
-            message: body["error"]["message"].as_str().unwrap_or_default().into(),
-            retry_after,
-        }
-    }
-}
+pub use crate::errors::ClientError;
 
 /// A started chat turn.
 pub struct HubTurn {

@@ -13,6 +13,7 @@ use crate::api::chat::SESSION_HEADER;
 use crate::auth::Caller;
 use crate::provider::{ChatEvent, Role, Usage};
 use crate::service::TurnRequest;
+use crate::wire;
 
 pub struct RemoteHub {
     base: String,
@@ -147,7 +148,11 @@ impl Hub for RemoteHub {
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let mut data = sse_data(response.bytes_stream());
+        let mut data = wire::sse_data(response.bytes_stream()).map(|item| {
+            item.map_err(|e| {
+                ClientError::new(502, "hub_error", format!("the hub's stream broke: {e}"))
+            })
+        });
         // The first chunk (the role) names the model.
         let first = match data.next().await {
             Some(Ok(first)) => first,
@@ -240,51 +245,9 @@ fn ended() -> ClientError {
     )
 }
 
-/// The `data:` payloads of an SSE body.
-fn sse_data(
-    body: impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
-) -> futures::stream::BoxStream<'static, Result<String, ClientError>> {
-    async_stream::stream! {
-        let mut body = std::pin::pin!(body);
-        let mut buffer = Vec::<u8>::new();
-        loop {
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim_end_matches(['\r', '\n']);
-                if let Some(data) = line.strip_prefix("data:") {
-                    yield Ok(data.trim_start().to_string());
-                }
-            }
-            match body.next().await {
-                Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
-                Some(Err(e)) => {
-                    yield Err(ClientError::new(502, "hub_error", format!("the hub's stream broke: {e}")));
-                    return;
-                }
-                None => return,
-            }
-        }
-    }
-    .boxed()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn reads_sse_payloads_across_chunks() {
-        let parts: Vec<reqwest::Result<bytes::Bytes>> = vec![
-            Ok(bytes::Bytes::from_static(b"data: {\"a\":1}\n\nda")),
-            Ok(bytes::Bytes::from_static(b"ta: [DONE]\r\n\r\n")),
-        ];
-        let data: Vec<_> = sse_data(futures::stream::iter(parts))
-            .map(Result::unwrap)
-            .collect()
-            .await;
-        assert_eq!(data, ["{\"a\":1}", "[DONE]"]);
-    }
 
     #[test]
     fn rest_errors_keep_their_code() {

@@ -95,8 +95,10 @@ impl Failure {
     }
 }
 
-/// What a caller of the provider layer sees when a request fails.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+/// What a caller of the provider layer sees when a request fails. It also crosses the wire
+/// between a worker and a router (`crate::wire`), tagged by `kind`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProviderError {
     #[error("provider '{provider}' is not logged in (its OAuth login is missing or expired)")]
     NotLoggedIn { provider: String },
@@ -112,14 +114,22 @@ pub enum ProviderError {
     #[error("provider '{provider}' failed while answering")]
     Crashed { provider: String, detail: String },
     #[error("provider '{provider}' did not answer within {after:?}")]
-    Timeout { provider: String, after: Duration },
+    Timeout {
+        provider: String,
+        #[serde(with = "millis")]
+        after: Duration,
+    },
     #[error("provider '{provider}' is at its concurrency limit")]
     Busy {
         provider: String,
+        #[serde(with = "millis")]
         retry_after: Duration,
     },
     #[error("provider '{provider}' cannot start its CLI: {detail}")]
     Spawn { provider: String, detail: String },
+    /// No worker can take the request now (none discovered, all ejected, or draining).
+    #[error("provider '{provider}' has no worker able to answer now: {detail}")]
+    Unavailable { provider: String, detail: String },
 }
 
 impl ProviderError {
@@ -150,13 +160,63 @@ impl ProviderError {
             ProviderError::Timeout { .. } => "timeout",
             ProviderError::Busy { .. } => "busy",
             ProviderError::Spawn { .. } => "spawn",
+            ProviderError::Unavailable { .. } => "unavailable",
         }
+    }
+}
+
+/// Durations on the wire as whole milliseconds (`after_ms`-style numbers, not serde's
+/// `{secs, nanos}`), readable by anything that speaks JSON.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_cross_the_wire_unchanged() {
+        let errors = [
+            ProviderError::UsageLimited {
+                provider: "claude".into(),
+                resets_at: Some(1_800_000_000),
+            },
+            ProviderError::Busy {
+                provider: "gemini".into(),
+                retry_after: Duration::from_millis(2500),
+            },
+            ProviderError::Timeout {
+                provider: "claude".into(),
+                after: Duration::from_secs(300),
+            },
+            ProviderError::Unavailable {
+                provider: "claude".into(),
+                detail: "draining".into(),
+            },
+        ];
+        for e in errors {
+            let json = serde_json::to_value(&e).unwrap();
+            assert_eq!(json["kind"], e.kind());
+            assert_eq!(serde_json::from_value::<ProviderError>(json).unwrap(), e);
+        }
+        let busy = serde_json::to_value(ProviderError::Busy {
+            provider: "p".into(),
+            retry_after: Duration::from_millis(2500),
+        })
+        .unwrap();
+        assert_eq!(busy["retry_after"], 2500);
+    }
 
     #[test]
     fn statuses_classify() {

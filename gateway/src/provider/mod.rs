@@ -21,7 +21,18 @@ use serde::{Deserialize, Serialize};
 pub use event::{ChatEvent, CliEvent, Failure, ProviderError, TurnResult, Usage};
 
 /// The CLIs the hub knows how to drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Claude,

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::provider::ProviderError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Answering, or not tried yet.
@@ -84,7 +84,9 @@ impl Health {
                 Some(resets_at.unwrap_or(unix_now() + limit_backoff.as_secs() as i64)),
             ),
             ProviderError::NotLoggedIn { .. } => (HealthState::NotLoggedIn, None),
-            ProviderError::Spawn { .. } => (HealthState::Unavailable, None),
+            ProviderError::Spawn { .. } | ProviderError::Unavailable { .. } => {
+                (HealthState::Unavailable, None)
+            }
             ProviderError::Upstream { .. }
             | ProviderError::Timeout { .. }
             | ProviderError::Crashed { .. } => (HealthState::Degraded, None),
@@ -95,6 +97,16 @@ impl Health {
         self.limited_until = until;
         self.last_error = Some(error.to_string());
         self.changed = Instant::now();
+    }
+
+    /// True unless the CLI cannot be started, or a failed login stands (until the re-check
+    /// interval lets a request try again). A usage limit still answers: fast, with its reset.
+    pub fn can_answer(&self, login_recheck: Duration) -> bool {
+        match self.state {
+            HealthState::Unavailable => false,
+            HealthState::NotLoggedIn => self.changed.elapsed() >= login_recheck,
+            _ => true,
+        }
     }
 
     /// True when the provider is worth sending requests to.

@@ -465,7 +465,9 @@ pub fn resolve(providers: &[ProviderInfo], model: &str) -> Result<ResolvedModel,
     };
     if let Some(p) = providers.iter().find(|p| p.name == provider) {
         let cli_model = cli_model.unwrap_or(&p.default_model);
-        return if p.models.iter().any(|m| m == cli_model) {
+        // No models known means no worker has reported yet: the backend then answers 503,
+        // which is more honest than calling the model unknown.
+        return if p.models.is_empty() || p.models.iter().any(|m| m == cli_model) {
             Ok(ResolvedModel {
                 provider: p.name.clone(),
                 model: cli_model.to_string(),
@@ -496,7 +498,8 @@ mod tests {
     fn provider(name: &str, models: &[&str]) -> ProviderInfo {
         ProviderInfo {
             name: name.into(),
-            kind: ProviderKind::Claude,
+            kind: Some(ProviderKind::Claude),
+            accounts: Vec::new(),
             models: models.iter().map(|m| m.to_string()).collect(),
             default_model: models[0].into(),
             health: HealthState::Ready,

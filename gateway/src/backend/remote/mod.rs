@@ -1,0 +1,536 @@
+//! `router` mode: providers answered by worker processes (pods) over the worker protocol.
+//!
+//! Discovery (`crate::discovery`) says where the workers are; a poller reads each worker's
+//! status (login, usage limit, load, draining); `pick` chooses the least loaded eligible worker
+//! for each request. A request that fails before its first byte reached the client (worker
+//! unreachable, busy, draining, limited, logged out) is tried on another worker, up to
+//! `routing.max_attempts`; once a byte went out it never is. Dropping a turn's stream closes the
+//! connection to the worker, which cancels the turn there and kills its CLI.
+
+mod client;
+pub mod pick;
+mod table;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
+
+use self::client::{Broken, OpenError, WorkerClient};
+use self::table::{Lease, WorkerTable};
+use super::{AccountInfo, Backend, ChatRequest, ProviderInfo, Readiness};
+use crate::config::Config;
+use crate::discovery::{self, DiscoveryError};
+use crate::metrics::Metrics;
+use crate::provider::{ChatEvent, ProviderError};
+use crate::runtime::health::unix_now;
+use crate::runtime::{HealthState, PoolStatus};
+use crate::wire::WorkerChatRequest;
+
+/// Extra time the router gives a worker beyond the provider's own request deadline (which the
+/// worker enforces), before it gives up on a worker that went silent.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+
+pub struct RemoteBackend {
+    table: Arc<WorkerTable>,
+    client: WorkerClient,
+    max_attempts: u32,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+}
+
+impl RemoteBackend {
+    /// Starts discovery and the status poller.
+    pub async fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Self, DiscoveryError> {
+        let routing = config.routing.clone();
+        let mut endpoints = discovery::start(&config.discovery).await?;
+        let table = Arc::new(WorkerTable::new(routing.clone()));
+        let client = WorkerClient::new(
+            Duration::from_millis(routing.connect_timeout_ms),
+            Duration::from_millis(routing.status_timeout_ms),
+        );
+        let stop = CancellationToken::new();
+        let poll_now = Arc::new(tokio::sync::Notify::new());
+
+        // Follow discovery; a worker that appears is asked for its status at once, so it gets
+        // traffic within one round trip rather than one poll interval.
+        tokio::spawn({
+            let (table, stop, poll_now) = (table.clone(), stop.clone(), poll_now.clone());
+            async move {
+                loop {
+                    if let Some(list) = endpoints.borrow_and_update().clone() {
+                        table.set_endpoints(&list);
+                        poll_now.notify_one();
+                    }
+                    tokio::select! {
+                        changed = endpoints.changed() => if changed.is_err() { return },
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        });
+        tokio::spawn({
+            let (table, client, stop, metrics) =
+                (table.clone(), client.clone(), stop.clone(), metrics.clone());
+            let every = Duration::from_millis(routing.status_interval_ms);
+            async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = poll_now.notified() => {}
+                        () = stop.cancelled() => return,
+                    }
+                    poll_statuses(&table, &client).await;
+                    publish_worker_gauges(&table, &metrics);
+                }
+            }
+        });
+        Ok(RemoteBackend {
+            table,
+            client,
+            max_attempts: routing.max_attempts,
+            metrics,
+            stop,
+        })
+    }
+}
+
+async fn poll_statuses(table: &WorkerTable, client: &WorkerClient) {
+    table.reload_tokens();
+    let polls = table.endpoints().into_iter().map(|e| async move {
+        let token = table.token(e.token_file.as_ref());
+        let result = client.status(&e.url, token.as_deref()).await;
+        table.record_status(&e.url, result);
+    });
+    futures::future::join_all(polls).await;
+}
+
+fn publish_worker_gauges(table: &WorkerTable, metrics: &Metrics) {
+    metrics.workers.reset();
+    let now = Instant::now();
+    let unix = unix_now();
+    table.with_workers(|workers, account_limit| {
+        for w in workers {
+            let state = match &w.status {
+                _ if w.ejected(now) => "failing",
+                None => "unknown",
+                Some(s) if !s.accepting || s.draining => "not_accepting",
+                Some(s)
+                    if s.limited_until.is_some_and(|u| u > unix)
+                        || w.account()
+                            .and_then(|a| account_limit(&w.endpoint.provider, a))
+                            .is_some() =>
+                {
+                    "limited"
+                }
+                Some(_) => "ready",
+            };
+            metrics
+                .workers
+                .with_label_values(&[&w.endpoint.provider, state])
+                .inc();
+        }
+    });
+}
+
+/// Failures before the first byte after which another worker is worth trying: the turn did
+/// not run (or could not have used the model).
+fn worth_another_worker(e: &ProviderError) -> bool {
+    matches!(
+        e,
+        ProviderError::Busy { .. }
+            | ProviderError::UsageLimited { .. }
+            | ProviderError::NotLoggedIn { .. }
+            | ProviderError::Unavailable { .. }
+            | ProviderError::Spawn { .. }
+    )
+}
+
+/// Chooses a worker of `provider` not tried yet, and counts the request on it.
+fn pick(table: &WorkerTable, provider: &str, tried: &[String]) -> Result<Lease, ProviderError> {
+    let views = table.views(provider, tried);
+    let only_views: Vec<_> = views.iter().map(|(_, v)| v.clone()).collect();
+    let index = pick::choose(
+        provider,
+        &only_views,
+        unix_now(),
+        rand::random::<u32>() as usize,
+    )?;
+    table
+        .lease(&views[index].0)
+        .ok_or_else(|| ProviderError::Unavailable {
+            provider: provider.to_string(),
+            detail: "the chosen worker just left".into(),
+        })
+}
+
+/// A provider as `/v1/providers` shows it, from its workers' statuses: ready while some worker
+/// can take a turn; else usage-limited (earliest reset) when every account is limited, not
+/// logged in when every worker says so, and unavailable otherwise.
+fn provider_info(
+    name: String,
+    workers: &[&table::Worker],
+    now: Instant,
+    unix: i64,
+    account_limit: &dyn Fn(&str, &str) -> Option<i64>,
+) -> ProviderInfo {
+    let reported: Vec<_> = workers.iter().filter_map(|w| w.status.as_ref()).collect();
+    let first = reported.first();
+    let limit_of = |w: &table::Worker| -> Option<i64> {
+        let own = w
+            .status
+            .as_ref()
+            .filter(|s| s.health == HealthState::UsageLimited)
+            .and_then(|s| s.limited_until);
+        let account = w.account().and_then(|a| account_limit(&name, a));
+        own.max(account).filter(|u| *u > unix)
+    };
+    let serving = |w: &table::Worker| {
+        !w.ejected(now)
+            && limit_of(w).is_none()
+            && w.status.as_ref().is_some_and(|s| {
+                s.accepting
+                    && !s.draining
+                    && !matches!(
+                        s.health,
+                        HealthState::NotLoggedIn | HealthState::Unavailable
+                    )
+            })
+    };
+    let ready_workers = workers.iter().filter(|w| serving(w)).count();
+    let limits: Vec<i64> = workers.iter().filter_map(|w| limit_of(w)).collect();
+    let (health, limited_until) = if ready_workers > 0 {
+        (HealthState::Ready, None)
+    } else if !limits.is_empty() {
+        (HealthState::UsageLimited, limits.iter().min().copied())
+    } else if !reported.is_empty()
+        && reported
+            .iter()
+            .all(|s| s.health == HealthState::NotLoggedIn)
+    {
+        (HealthState::NotLoggedIn, None)
+    } else {
+        (HealthState::Unavailable, None)
+    };
+    let mut pool = PoolStatus::default();
+    for s in &reported {
+        pool.busy += s.capacity.busy;
+        pool.idle += s.capacity.idle;
+        pool.queued += s.capacity.queued;
+        pool.max_concurrency += s.capacity.max_concurrency;
+        pool.max_queue += s.capacity.max_queue;
+    }
+    let mut accounts: BTreeMap<String, AccountInfo> = BTreeMap::new();
+    for w in workers {
+        let Some(account) = w.account() else {
+            continue;
+        };
+        let entry = accounts
+            .entry(account.to_string())
+            .or_insert_with(|| AccountInfo {
+                name: account.to_string(),
+                health: HealthState::Unavailable,
+                limited_until: None,
+                ready_workers: 0,
+                workers: 0,
+            });
+        entry.workers += 1;
+        if serving(w) {
+            entry.ready_workers += 1;
+            entry.health = HealthState::Ready;
+        } else if let Some(until) = limit_of(w) {
+            if entry.health != HealthState::Ready {
+                entry.health = HealthState::UsageLimited;
+                entry.limited_until = Some(entry.limited_until.map_or(until, |u| u.min(until)));
+            }
+        } else if entry.health == HealthState::Unavailable
+            && let Some(s) = &w.status
+        {
+            entry.health = s.health;
+        }
+    }
+    ProviderInfo {
+        kind: first.map(|s| s.kind),
+        models: first.map(|s| s.models.clone()).unwrap_or_default(),
+        default_model: first.map(|s| s.default_model.clone()).unwrap_or_default(),
+        health,
+        limited_until,
+        last_error: (ready_workers == 0)
+            .then(|| workers.iter().find_map(|w| w.last_error.clone()))
+            .flatten(),
+        ready_workers,
+        pool,
+        limits: first.map(|s| s.limits.clone()).unwrap_or_default(),
+        accounts: accounts.into_values().collect(),
+        name,
+    }
+}
+
+fn lost(provider: &str, reason: &str) -> ProviderError {
+    ProviderError::Crashed {
+        provider: provider.to_string(),
+        detail: format!("the worker went away mid-answer: {reason}"),
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn providers(&self) -> Vec<ProviderInfo> {
+        let now = Instant::now();
+        let unix = unix_now();
+        self.table.with_workers(|workers, account_limit| {
+            let mut by_provider: BTreeMap<String, Vec<&table::Worker>> = BTreeMap::new();
+            for w in workers {
+                by_provider
+                    .entry(w.endpoint.provider.clone())
+                    .or_default()
+                    .push(w);
+            }
+            by_provider
+                .into_iter()
+                .map(|(name, workers)| provider_info(name, &workers, now, unix, account_limit))
+                .collect()
+        })
+    }
+
+    fn chat(&self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
+        let this = RemoteTurn {
+            table: self.table.clone(),
+            client: self.client.clone(),
+            max_attempts: self.max_attempts,
+            metrics: self.metrics.clone(),
+        };
+        this.run(request)
+    }
+
+    fn readiness(&self) -> Readiness {
+        let synced = self.table.synced();
+        Readiness {
+            ready: synced,
+            detail: if synced {
+                format!("{} workers discovered", self.table.endpoints().len())
+            } else {
+                "worker discovery has not completed its first pass".into()
+            },
+        }
+    }
+
+    fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// What one turn needs, detached from the backend's lifetime.
+struct RemoteTurn {
+    table: Arc<WorkerTable>,
+    client: WorkerClient,
+    max_attempts: u32,
+    metrics: Arc<Metrics>,
+}
+
+impl RemoteTurn {
+    fn attempt(&self, provider: &str, result: &str) {
+        self.metrics
+            .worker_attempts
+            .with_label_values(&[provider, result])
+            .inc();
+    }
+
+    fn finish(&self, provider: &str, started: Instant, outcome: Result<(), &ProviderError>) {
+        let label = match outcome {
+            Ok(()) => "ok",
+            Err(e) => {
+                if !matches!(e, ProviderError::Busy { .. }) {
+                    tracing::warn!(%provider, error = %e, kind = e.kind(), "chat request failed");
+                }
+                if let ProviderError::Crashed { detail, .. } = e {
+                    tracing::debug!(%provider, %detail, "failure detail");
+                }
+                e.kind()
+            }
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[provider, label])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[provider])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The provider's request deadline as its workers report it.
+    fn request_timeout_of(&self, provider: &str) -> Option<u64> {
+        self.table.with_workers(|workers, _| {
+            workers
+                .filter(|w| w.endpoint.provider == provider)
+                .find_map(|w| w.status.as_ref().map(|s| s.limits.request_timeout_secs))
+        })
+    }
+
+    fn run(self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
+        Box::pin(async_stream::stream! {
+            let provider = request.provider.clone();
+            let started = Instant::now();
+            let wire_request = WorkerChatRequest {
+                provider: request.provider,
+                model: request.model,
+                system: request.system,
+                messages: request.messages,
+            };
+            let mut tried: Vec<String> = Vec::new();
+            let mut last_error: Option<ProviderError> = None;
+            let deadline_after = |limits: Option<u64>| {
+                Duration::from_secs(limits.unwrap_or(300)) + DEADLINE_MARGIN
+            };
+            loop {
+                if tried.len() as u32 >= self.max_attempts {
+                    let e = last_error.take().unwrap_or_else(|| ProviderError::Unavailable {
+                        provider: provider.clone(),
+                        detail: "no attempt left".into(),
+                    });
+                    self.finish(&provider, started, Err(&e));
+                    yield Err(e);
+                    return;
+                }
+                let lease = match pick(&self.table, &provider, &tried) {
+                    Ok(lease) => lease,
+                    Err(e) => {
+                        // Out of workers after real attempts: the last worker's own answer
+                        // (busy, limited…) says more than "no healthy worker".
+                        let e = match (e, last_error.take()) {
+                            (ProviderError::Unavailable { .. }, Some(last)) => last,
+                            (e, _) => e,
+                        };
+                        self.finish(&provider, started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
+                };
+                tried.push(lease.url.clone());
+                let timeout = deadline_after(self.request_timeout_of(&provider));
+                let token = self.table.token(lease.token_file.as_ref());
+                let opened = tokio::time::timeout(
+                    timeout,
+                    self.client.chat(&lease.url, token.as_deref(), &wire_request),
+                )
+                .await
+                .unwrap_or_else(|_| Err(OpenError::Unreachable("timed out opening the turn".into())));
+                let mut events = match opened {
+                    Ok(events) => events,
+                    Err(OpenError::Refused(e)) if worth_another_worker(&e) => {
+                        self.table.record_provider_error(&lease, &e);
+                        self.attempt(&provider, "retried");
+                        last_error = Some(e);
+                        continue;
+                    }
+                    Err(OpenError::Refused(e)) => {
+                        self.attempt(&provider, "failed");
+                        self.finish(&provider, started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
+                    Err(e) => {
+                        self.table.record_failure(&lease, &e.to_string());
+                        self.attempt(&provider, "retried");
+                        last_error = Some(ProviderError::Unavailable {
+                            provider: provider.clone(),
+                            detail: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                // Nothing has reached the client yet: the first event decides whether this
+                // worker answers or another one is tried.
+                let deadline = tokio::time::Instant::now() + timeout;
+                let first = tokio::time::timeout_at(deadline, events.next()).await;
+                let first = match first {
+                    Ok(Some(Ok(event))) => event,
+                    Ok(Some(Err(Broken::Provider(e)))) if worth_another_worker(&e) => {
+                        self.table.record_provider_error(&lease, &e);
+                        self.attempt(&provider, "retried");
+                        last_error = Some(e);
+                        continue;
+                    }
+                    Ok(Some(Err(Broken::Provider(e)))) => {
+                        self.table.record_provider_error(&lease, &e);
+                        self.attempt(&provider, "failed");
+                        self.finish(&provider, started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
+                    Ok(Some(Err(Broken::Connection(reason)))) => {
+                        self.table.record_failure(&lease, &reason);
+                        self.attempt(&provider, "retried");
+                        last_error = Some(ProviderError::Unavailable { provider: provider.clone(), detail: reason });
+                        continue;
+                    }
+                    Ok(None) => {
+                        let reason = "the worker closed the stream before answering".to_string();
+                        self.table.record_failure(&lease, &reason);
+                        self.attempt(&provider, "retried");
+                        last_error = Some(ProviderError::Unavailable { provider: provider.clone(), detail: reason });
+                        continue;
+                    }
+                    Err(_) => {
+                        let e = ProviderError::Timeout { provider: provider.clone(), after: timeout };
+                        self.attempt(&provider, "failed");
+                        self.finish(&provider, started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
+                };
+                self.attempt(&provider, "ok");
+                self.metrics
+                    .time_to_first_token
+                    .with_label_values(&[&provider])
+                    .observe(started.elapsed().as_secs_f64());
+                let mut next = Some(first);
+                // From here on bytes went out: failures end the stream, never retry.
+                loop {
+                    let event = match next.take() {
+                        Some(event) => event,
+                        None => match tokio::time::timeout_at(deadline, events.next()).await {
+                            Ok(Some(Ok(event))) => event,
+                            Ok(Some(Err(Broken::Provider(e)))) => {
+                                self.table.record_provider_error(&lease, &e);
+                                self.finish(&provider, started, Err(&e));
+                                yield Err(e);
+                                return;
+                            }
+                            Ok(Some(Err(Broken::Connection(reason)))) => {
+                                self.table.record_failure(&lease, &reason);
+                                let e = lost(&provider, &reason);
+                                self.finish(&provider, started, Err(&e));
+                                yield Err(e);
+                                return;
+                            }
+                            Ok(None) => {
+                                let e = lost(&provider, "the stream ended before the turn did");
+                                self.finish(&provider, started, Err(&e));
+                                yield Err(e);
+                                return;
+                            }
+                            Err(_) => {
+                                let e = ProviderError::Timeout { provider: provider.clone(), after: timeout };
+                                self.finish(&provider, started, Err(&e));
+                                yield Err(e);
+                                return;
+                            }
+                        },
+                    };
+                    let done = matches!(event, ChatEvent::Done { .. });
+                    yield Ok(event);
+                    if done {
+                        self.finish(&provider, started, Ok(()));
+                        return;
+                    }
+                }
+            }
+        })
+    }
+}
