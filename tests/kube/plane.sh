@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Starts and stops a Kubernetes control plane on 127.0.0.1 for the tests: etcd, kube-apiserver
+# (RBAC, ServiceAccount tokens) and kube-controller-manager (garbage collector, namespaces,
+# ServiceAccounts and their tokens). No kubelet and no scheduler: pods never run.
+#
+#   tests/kube/plane.sh up [DIR]    start it, state and logs in DIR (default: a new temp dir);
+#                                   prints `export KUBECONFIG=DIR/admin.kubeconfig`
+#   tests/kube/plane.sh down DIR    stop it and remove DIR
+#
+# The binaries come from tests/kube/build.sh (LLM_MCP_HUB_KUBE_BIN, default target/kube/bin).
+# Everything listens on free loopback ports; DIR holds the CA, the serving and client
+# certificates, the ServiceAccount signing key, etcd's data, the logs and the process ids.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN="${LLM_MCP_HUB_KUBE_BIN:-$ROOT/target/kube/bin}"
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'plane.sh: %s\n' "$*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# openssl: a key and a certificate signed by the CA. $1 name, $2 subject, $3 extensions.
+cert() {
+  local name="$1" subj="$2" ext="$3"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$D/$name.key" -subj "$subj" -out "$D/$name.csr" 2>/dev/null
+  printf '%s\n' "$ext" >"$D/$name.ext"
+  openssl x509 -req -in "$D/$name.csr" -CA "$D/ca.crt" -CAkey "$D/ca.key" -CAcreateserial -days 2 \
+    -extfile "$D/$name.ext" -out "$D/$name.crt" 2>/dev/null
+  rm -f "$D/$name.csr" "$D/$name.ext"
+}
+
+kubeconfig() { # $1 file, $2 client cert name
+  cat >"$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: plane
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority: $D/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: $D/$2.crt
+    client-key: $D/$2.key
+contexts:
+- name: plane
+  context: {cluster: plane, user: $2}
+current-context: plane
+EOF
+}
+
+# Runs a part of the plane in the background, its output in DIR/NAME.log, its pid in DIR/pids.
+start() {
+  local name="$1"; shift
+  "$BIN/$name" "$@" >"$D/$name.log" 2>&1 &
+  echo "$! $name" >>"$D/pids"
+}
+
+wait_for() { # $1 what, $2 seconds, $3.. command
+  local what="$1" secs="$2"; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out after ${secs}s waiting for $what; logs:"
+      for f in "$D"/*.log; do printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; done
+      return 1
+    fi
+    # A part that died will not come up.
+    while read -r pid name; do
+      kill -0 "$pid" 2>/dev/null || { log "$name exited; its log:"; tail -n 40 "$D/$name.log" >&2; return 1; }
+    done <"$D/pids"
+    sleep 0.5
+  done
+}
+
+up() {
+  D="${1:-$(mktemp -d "${TMPDIR:-/tmp}/kube-plane.XXXXXX")}"
+  mkdir -p "$D"
+  D="$(cd "$D" && pwd)"
+  : >"$D/pids"
+  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b missing: run tests/kube/build.sh"
+  done
+  command -v openssl >/dev/null || die "openssl is needed"
+  local t0=$SECONDS
+
+  # Certificates: a CA, the API server's serving certificate, an admin (system:masters) and the
+  # controller-manager's client certificates, and the ServiceAccount token signing key.
+  openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$D/ca.key" -subj "/CN=kube-plane-ca" -days 2 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$D/ca.crt" 2>/dev/null
+  cert apiserver "/CN=kube-apiserver" "$(printf '%s\n' \
+    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" \
+    "extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment")"
+  cert admin "/O=system:masters/CN=kube-plane-admin" "extendedKeyUsage=clientAuth"
+  cert controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  openssl genrsa -out "$D/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$D/sa.key" -pubout -out "$D/sa.pub" 2>/dev/null
+
+  local etcd_port peer_port
+  etcd_port="$(free_port)"; peer_port="$(free_port)"; API_PORT="$(free_port)"
+  local kcm_port; kcm_port="$(free_port)"
+
+  start etcd --name plane --data-dir "$D/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "plane=http://127.0.0.1:$peer_port" \
+    --unsafe-no-fsync --log-level warn
+  wait_for "etcd" 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  start kube-apiserver \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --tls-cert-file "$D/apiserver.crt" --tls-private-key-file "$D/apiserver.key" \
+    --client-ca-file "$D/ca.crt" \
+    --authorization-mode Node,RBAC \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$D/sa.pub" --service-account-signing-key-file "$D/sa.key" \
+    --api-audiences https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none \
+    --cert-dir "$D/apiserver-certs"
+  kubeconfig "$D/admin.kubeconfig" admin
+  kubeconfig "$D/controller-manager.kubeconfig" controller-manager
+  wait_for "kube-apiserver /readyz" 90 "$BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" get --raw /readyz
+
+  start kube-controller-manager \
+    --kubeconfig "$D/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$D/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$D/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$D/controller-manager-certs" \
+    --leader-elect=false \
+    --use-service-account-credentials \
+    --service-account-private-key-file "$D/sa.key" --root-ca-file "$D/ca.crt" \
+    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller
+  wait_for "kube-controller-manager /healthz" 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+  # The controller-manager is ready once it has made the default namespace's ServiceAccount.
+  wait_for "ServiceAccount default/default" 60 "$BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" -n default get serviceaccount default
+
+  log "control plane up in $((SECONDS - t0))s (API server https://127.0.0.1:$API_PORT, state in $D)"
+  echo "export KUBECONFIG=$D/admin.kubeconfig"
+}
+
+down() {
+  D="${1:?usage: plane.sh down DIR}"
+  [ -f "$D/pids" ] || die "$D/pids: not a plane directory"
+  local pids=()
+  # Stop in reverse order of start: controller-manager, API server, etcd.
+  while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$D/pids"
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || continue
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$D"
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  down) shift; down "$@" ;;
+  *) echo "usage: $0 up [DIR] | down DIR" >&2; exit 2 ;;
+esac
