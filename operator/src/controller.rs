@@ -63,18 +63,25 @@ where
         .collect()
 }
 
-/// LLMProviders that reference a Secret (given as the Secret or only its metadata).
+/// LLMProviders that reference a Secret (given as the Secret or only its metadata), and the one
+/// that controls it (its worker-token Secret), so that a deleted token is made again at once.
 pub fn providers_using_secret(
     store: &Store<LLMProvider>,
     secret: &impl ResourceExt,
 ) -> Vec<ObjectRef<LLMProvider>> {
     let name = secret.name_any();
+    let controller_uid = secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone());
     refs_in(store, secret.namespace(), |p| {
         p.spec
             .credentials
             .accounts
             .iter()
             .any(|a| a.secret_ref.name == name)
+            || (controller_uid.is_some() && p.uid() == controller_uid)
     })
 }
 
@@ -229,6 +236,27 @@ mod tests {
             names(providers_using_secret(&providers, &secret("hub", "s1"))),
             ["p1"]
         );
+        // A provider's own worker-token Secret maps back to it, by its controller's uid.
+        let mut providers_with_uid = vec![provider("hub", "p1", "s1"), provider("hub", "p2", "s2")];
+        providers_with_uid[1].metadata.uid = Some("uid-p2".to_owned());
+        let providers_with_uid = store(providers_with_uid);
+        let mut token = secret("hub", "p2-worker-token");
+        token.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: llm_mcp_hub_crds::API_VERSION.to_owned(),
+                kind: "LLMProvider".to_owned(),
+                name: "p2".to_owned(),
+                uid: "uid-p2".to_owned(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        assert_eq!(
+            names(providers_using_secret(&providers_with_uid, &token)),
+            ["p2"]
+        );
+        token.metadata.owner_references.as_mut().unwrap()[0].controller = None;
+        assert!(providers_using_secret(&providers_with_uid, &token).is_empty());
 
         let gateway = |name, store| {
             obj::<HubGateway>(

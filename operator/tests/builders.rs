@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use llm_mcp_hub_crds::{HubGateway, LLMProvider, labels};
 use llm_mcp_hub_operator::builders::BuildConfig;
 use llm_mcp_hub_operator::builders::gateway::{self, GatewayInputs, GatewayObjects};
-use llm_mcp_hub_operator::builders::worker::{self, WorkerObjects};
+use llm_mcp_hub_operator::builders::worker::{self, WorkerInputs, WorkerObjects};
 use serde::Serialize;
 use support::*;
 
@@ -33,18 +33,30 @@ fn hashes(p: &LLMProvider) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A fixed worker token, so snapshots are stable.
+const WORKER_TOKEN: &str = "W0rkerT0kenW0rkerT0kenW0rkerT0ke";
+
+fn worker_inputs(p: &LLMProvider) -> WorkerInputs {
+    WorkerInputs {
+        secret_hashes: hashes(p),
+        worker_token: WORKER_TOKEN.to_owned(),
+    }
+}
+
 fn workers(p: &LLMProvider) -> WorkerObjects {
-    worker::build(p, &cfg(), &hashes(p))
+    worker::build(p, &cfg(), &worker_inputs(p))
 }
 
 fn gateway_objects(
     g: &HubGateway,
     secret_hash: &str,
     redis_password: Option<&str>,
+    served: &[&str],
 ) -> GatewayObjects {
     let inputs = GatewayInputs {
         secret_hash: secret_hash.to_owned(),
         redis_password: redis_password.map(str::to_owned),
+        served_providers: served.iter().map(|s| (*s).to_owned()).collect(),
     };
     gateway::build(g, &cfg(), &inputs)
 }
@@ -67,7 +79,12 @@ fn v<T: Serialize>(t: &T) -> serde_json::Value {
 }
 
 fn worker_docs(o: &WorkerObjects) -> Vec<serde_json::Value> {
-    let mut docs = vec![v(&o.service), v(&o.pdb), v(&o.network_policy)];
+    let mut docs = vec![
+        v(&o.token_secret),
+        v(&o.service),
+        v(&o.pdb),
+        v(&o.network_policy),
+    ];
     docs.extend(o.deployments.iter().map(v));
     docs
 }
@@ -135,13 +152,20 @@ fn snapshot_gemini_provider() {
 
 #[test]
 fn snapshot_managed_gateway() {
-    let o = gateway_objects(&managed_gateway(), "hash-of-keys", Some("s3cretPassw0rd"));
+    // Given unsorted: the projected sources come out sorted by provider name.
+    let o = gateway_objects(
+        &managed_gateway(),
+        "hash-of-keys",
+        Some("s3cretPassw0rd"),
+        &["gemini", "claude"],
+    );
     check_snapshot("hubgateway-managed-redis", &gateway_docs(&o));
 }
 
 #[test]
 fn snapshot_external_gateway() {
-    let o = gateway_objects(&external_gateway(), "hash-of-keys-and-url", None);
+    // Serving nothing yet: the worker-tokens volume is there, empty.
+    let o = gateway_objects(&external_gateway(), "hash-of-keys-and-url", None, &[]);
     check_snapshot("hubgateway-external-redis", &gateway_docs(&o));
 }
 
@@ -224,7 +248,7 @@ fn worker_pods_are_locked_down_and_probed() {
                 .flatten()
                 .map(|m| m.mount_path.as_str())
                 .collect();
-            assert_eq!(mounts, ["/tmp", "/home/hub"]);
+            assert_eq!(mounts, ["/tmp", "/home/hub", worker::WORKER_TOKEN_DIR]);
         }
     }
 }
@@ -311,10 +335,13 @@ fn gemini_credentials_are_copied_into_a_writable_home() {
 #[test]
 fn secret_change_changes_the_pod_template_hash() {
     let p = gemini_provider();
-    let mut h = hashes(&p);
-    let a = worker::build(&p, &cfg(), &h);
-    h.insert("main".into(), "another".into());
-    let b = worker::build(&p, &cfg(), &h);
+    let mut inputs = worker_inputs(&p);
+    let a = worker::build(&p, &cfg(), &inputs);
+    inputs.secret_hashes.insert("main".into(), "another".into());
+    let b = worker::build(&p, &cfg(), &inputs);
+    // A rotated worker token rolls the workers too: they read it once, at start.
+    inputs.worker_token = "another-token".into();
+    let c = worker::build(&p, &cfg(), &inputs);
     let ann = |o: &WorkerObjects| {
         o.deployments[0]
             .spec
@@ -330,6 +357,11 @@ fn secret_change_changes_the_pod_template_hash() {
             .clone()
     };
     assert_ne!(ann(&a), ann(&b));
+    assert_ne!(ann(&b), ann(&c));
+    assert!(
+        !ann(&c).contains("another-token"),
+        "only a hash of the token is in the pod template"
+    );
 }
 
 #[test]
@@ -337,7 +369,7 @@ fn everything_is_owned_and_labelled() {
     let p = claude_provider();
     let o = workers(&p);
     let g = managed_gateway();
-    let go = gateway_objects(&g, "h", Some("p"));
+    let go = gateway_objects(&g, "h", Some("p"), &["claude"]);
     let docs: Vec<serde_json::Value> = worker_docs(&o)
         .into_iter()
         .chain(gateway_docs(&go))
@@ -384,7 +416,7 @@ fn worker_service_carries_discovery_labels_and_policy_admits_only_routers() {
 #[test]
 fn router_contract() {
     let g = managed_gateway();
-    let o = gateway_objects(&g, "h", Some("pw"));
+    let o = gateway_objects(&g, "h", Some("pw"), &["claude", "gemini"]);
     let pod = pod(&o.deployment);
     assert_locked_down(pod, true);
     let c = &pod.containers[0];
@@ -420,8 +452,24 @@ fn router_contract() {
         .unwrap();
     assert_eq!(keys.value.as_deref(), Some("/etc/llm-mcp-hub/keys/keys"));
     let cfg_toml = &o.config_map.data.as_ref().unwrap()["config.toml"];
-    assert!(cfg_toml.contains("session_ttl_secs = 7200"));
-    assert!(cfg_toml.contains("[discovery]\nnamespace = \"hub\"\nlabel_selector = \"tier=gold\""));
+    assert_eq!(
+        cfg_toml,
+        "# Generated by llm-mcp-hub-operator from HubGateway main; edits are overwritten.\n\
+         session_ttl_secs = 7200\n\
+         \n\
+         [discovery]\n\
+         worker_token_dir = \"/etc/llm-mcp-hub/worker-tokens\"\n\
+         \n\
+         [discovery.kubernetes]\n\
+         namespace = \"hub\"\n\
+         label_selector = \"tier=gold\"\n"
+    );
+    let all = gateway_objects(&external_gateway(), "h", None, &[]);
+    assert!(
+        all.config_map.data.as_ref().unwrap()["config.toml"]
+            .ends_with("[discovery.kubernetes]\nnamespace = \"hub\"\nlabel_selector = \"\"\n"),
+        "no selector: every provider of the namespace"
+    );
     // Role: read-only, only what the router needs.
     for rule in o.role.rules.as_ref().unwrap() {
         assert_eq!(rule.verbs, ["get", "list", "watch"]);
@@ -456,7 +504,7 @@ fn router_contract() {
 #[test]
 fn managed_redis_is_persistent_authenticated_and_fenced() {
     let g = managed_gateway();
-    let o = gateway_objects(&g, "h", Some("pw123"));
+    let o = gateway_objects(&g, "h", Some("pw123"), &[]);
     let r = o.redis.as_ref().unwrap();
     assert_eq!(
         r.service.spec.as_ref().unwrap().cluster_ip.as_deref(),
@@ -499,7 +547,7 @@ fn managed_redis_is_persistent_authenticated_and_fenced() {
 #[test]
 fn external_redis_uses_the_users_secret_and_no_statefulset() {
     let g = external_gateway();
-    let o = gateway_objects(&g, "h", None);
+    let o = gateway_objects(&g, "h", None, &[]);
     assert!(o.redis.is_none());
     assert!(o.ingress.is_none());
     let env = pod(&o.deployment).containers[0].env.clone().unwrap();
@@ -518,4 +566,147 @@ fn external_redis_uses_the_users_secret_and_no_statefulset() {
         o.service.spec.as_ref().unwrap().type_.as_deref(),
         Some("LoadBalancer")
     );
+}
+
+#[test]
+fn worker_token_secret_is_owned_and_mounted_into_the_worker_only() {
+    assert_eq!(
+        worker::WORKER_TOKEN_FILE,
+        format!("{}/{}", worker::WORKER_TOKEN_DIR, worker::WORKER_TOKEN_KEY)
+    );
+    for p in [claude_provider(), gemini_provider()] {
+        let name = p.metadata.name.clone().unwrap();
+        let o = workers(&p);
+        let s = &o.token_secret;
+        assert_eq!(
+            s.metadata.name.as_deref(),
+            Some(format!("{name}-worker-token").as_str())
+        );
+        assert_eq!(
+            s.metadata.name.clone().unwrap(),
+            worker::worker_token_secret_name(&name)
+        );
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
+        assert_eq!(
+            s.metadata.labels.as_ref(),
+            o.service.metadata.labels.as_ref(),
+            "labelled as the other worker objects"
+        );
+        assert_eq!(s.data.as_ref().unwrap()["token"].0, WORKER_TOKEN.as_bytes());
+        for d in &o.deployments {
+            let pod = pod(d);
+            let vol = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "worker-token")
+                .unwrap();
+            let sv = vol.secret.as_ref().unwrap();
+            assert_eq!(
+                sv.secret_name.as_deref(),
+                Some(worker::worker_token_secret_name(&name).as_str())
+            );
+            assert_eq!(sv.default_mode, Some(0o440));
+            let c = &pod.containers[0];
+            let m = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "worker-token")
+                .unwrap();
+            assert_eq!(m.mount_path, "/etc/llm-mcp-hub/worker-token");
+            assert_eq!(m.read_only, Some(true));
+            let env = c.env.as_ref().unwrap();
+            let file = env
+                .iter()
+                .find(|e| e.name == "LLM_MCP_HUB_WORKER_TOKEN_FILE")
+                .unwrap();
+            assert_eq!(
+                file.value.as_deref(),
+                Some("/etc/llm-mcp-hub/worker-token/token")
+            );
+            for init in pod.init_containers.iter().flatten() {
+                assert!(
+                    init.volume_mounts
+                        .iter()
+                        .flatten()
+                        .all(|m| m.name != "worker-token"),
+                    "{}",
+                    init.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn generated_worker_tokens_are_kept_only_when_sound() {
+    assert!(worker::is_usable_worker_token(WORKER_TOKEN));
+    assert!(!worker::is_usable_worker_token(""));
+    assert!(!worker::is_usable_worker_token("short"));
+    assert!(!worker::is_usable_worker_token(&format!("{WORKER_TOKEN} ")));
+    assert!(!worker::is_usable_worker_token(&"é".repeat(32)));
+}
+
+#[test]
+fn routers_get_the_served_providers_tokens_projected() {
+    let g = managed_gateway();
+    let o = gateway_objects(&g, "h", Some("pw"), &["gemini", "claude", "gemini"]);
+    let pod = pod(&o.deployment);
+    let vol = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "worker-tokens")
+        .unwrap();
+    let proj = vol.projected.as_ref().unwrap();
+    let sources: Vec<(String, String, String, Option<bool>)> = proj
+        .sources
+        .iter()
+        .flatten()
+        .map(|s| {
+            let s = s.secret.as_ref().unwrap();
+            let item = &s.items.as_ref().unwrap()[0];
+            assert_eq!(s.items.as_ref().unwrap().len(), 1);
+            (
+                s.name.clone(),
+                item.key.clone(),
+                item.path.clone(),
+                s.optional,
+            )
+        })
+        .collect();
+    let src = |p: &str| {
+        (
+            format!("{p}-worker-token"),
+            "token".to_owned(),
+            p.to_owned(),
+            Some(true),
+        )
+    };
+    assert_eq!(sources, [src("claude"), src("gemini")]);
+    let m = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "worker-tokens")
+        .unwrap();
+    assert_eq!(m.mount_path, gateway::WORKER_TOKENS_DIR);
+    assert_eq!(m.mount_path, "/etc/llm-mcp-hub/worker-tokens");
+    assert_eq!(m.read_only, Some(true));
+
+    // The set of served providers is part of the pod template (routers roll when it changes);
+    // the order they were found in is not.
+    let template = |served: &[&str]| {
+        gateway_objects(&g, "h", Some("pw"), served)
+            .deployment
+            .spec
+            .unwrap()
+            .template
+    };
+    assert_eq!(
+        template(&["claude", "gemini"]),
+        template(&["gemini", "claude"])
+    );
+    assert_ne!(template(&["claude"]), template(&["claude", "gemini"]));
 }

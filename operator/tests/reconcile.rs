@@ -94,7 +94,16 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap()
 }
 
-fn gemini_happy_steps() -> Vec<Step> {
+fn not_found() -> Reply {
+    Reply::Json(404, status_error(404, "NotFound", "not found"))
+}
+
+/// Index of the worker Deployment's apply in [`gemini_steps`].
+const GEMINI_DEPLOYMENT_STEP: usize = 6;
+
+/// A reconcile of the gemini provider that finds `existing_token` as its worker-token Secret
+/// (none: the Secret does not exist yet).
+fn gemini_steps(existing_token: Option<Value>) -> Vec<Step> {
     vec![
         Step::new(
             Method::GET,
@@ -107,6 +116,15 @@ fn gemini_happy_steps() -> Vec<Step> {
                 ),
             ),
         ),
+        Step::new(
+            Method::GET,
+            format!("{CORE}/secrets/gemini-worker-token"),
+            match existing_token {
+                Some(s) => Reply::Json(200, s),
+                None => not_found(),
+            },
+        ),
+        apply(format!("{CORE}/secrets/gemini-worker-token")),
         apply(format!("{CORE}/services/gemini-workers")),
         apply(format!("{POLICY}/poddisruptionbudgets/gemini-workers")),
         apply(format!("{NET}/networkpolicies/gemini-workers")),
@@ -121,6 +139,25 @@ fn gemini_happy_steps() -> Vec<Step> {
         ),
         status_apply(format!("{HUB}/llmproviders/gemini/status"), gemini_json()),
     ]
+}
+
+fn gemini_happy_steps() -> Vec<Step> {
+    gemini_steps(None)
+}
+
+/// The body of the first request to a path that contains `part`.
+fn body_of<'a>(seen: &'a [Seen], part: &str) -> &'a Value {
+    &seen
+        .iter()
+        .find(|s| s.path.contains(part))
+        .unwrap_or_else(|| panic!("no request to {part}"))
+        .body
+}
+
+fn pod_annotation(deployment: &Value) -> &str {
+    deployment["spec"]["template"]["metadata"]["annotations"]["llm-mcp-hub.dev/secret-hash"]
+        .as_str()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -142,11 +179,13 @@ async fn provider_applies_every_object_then_status_and_event() {
     assert_eq!(
         kinds,
         [
+            "Secret",
             "Service",
             "PodDisruptionBudget",
             "NetworkPolicy",
             "Deployment"
-        ]
+        ],
+        "the worker-token Secret first: the pods do not start without it"
     );
     let dep = seen
         .iter()
@@ -192,13 +231,15 @@ async fn provider_reconcile_is_idempotent_no_status_write_when_nothing_changed()
         .await
         .unwrap();
     drop(c);
-    let seen = mock.finish().await;
-    let status = status_body(&seen, HUB)["status"].clone();
+    let first = mock.finish().await;
+    let status = status_body(&first, HUB)["status"].clone();
+    let token = body_of(&first, "/secrets/gemini-worker-token?").clone();
 
-    // Second pass with that status stored: same applies, no status write, no event.
+    // Second pass with that status and token Secret stored: the same applies, no status write,
+    // no event.
     let mut p = gemini_provider();
     p.status = Some(serde_json::from_value(status).unwrap());
-    let mut steps = gemini_happy_steps();
+    let mut steps = gemini_steps(Some(token));
     steps.pop();
     let mock = MockApi::start(steps);
     let c = ctx(&mock);
@@ -207,6 +248,74 @@ async fn provider_reconcile_is_idempotent_no_status_write_when_nothing_changed()
     let seen = mock.finish().await;
     assert!(seen.iter().all(|s| !s.path.contains("/status")));
     assert!(events(&seen).is_empty());
+    for part in ["/secrets/gemini-worker-token?", "/deployments/gemini-main?"] {
+        assert_eq!(body_of(&seen, part), body_of(&first, part), "{part}");
+    }
+}
+
+#[tokio::test]
+async fn provider_generates_a_worker_token_once_and_mounts_it() {
+    let mock = MockApi::start(gemini_happy_steps());
+    let c = ctx(&mock);
+    provider::reconcile(Arc::new(gemini_provider()), c.clone())
+        .await
+        .unwrap();
+    drop(c);
+    let seen = mock.finish().await;
+    let secret = body_of(&seen, "/secrets/gemini-worker-token?");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"],
+        "LLMProvider"
+    );
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
+    // 32 alphanumerics, base64: 44 characters.
+    let b64 = secret["data"]["token"].as_str().unwrap();
+    assert_eq!(b64.len(), 44, "{b64}");
+    let dep = body_of(&seen, "/deployments/gemini-main?");
+    let volumes = dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "worker-token"
+                && v["secret"]["secretName"] == "gemini-worker-token"),
+        "{volumes:?}"
+    );
+}
+
+#[tokio::test]
+async fn provider_keeps_a_sound_worker_token_and_replaces_a_bad_one() {
+    const KEPT: &str = "keepThisWorkerTokenKeepThisWorke";
+    let run = |existing: &'static str| async move {
+        let mock = MockApi::start(gemini_steps(Some(secret(
+            "gemini-worker-token",
+            &[("token", existing)],
+        ))));
+        let c = ctx(&mock);
+        provider::reconcile(Arc::new(gemini_provider()), c.clone())
+            .await
+            .unwrap();
+        drop(c);
+        mock.finish().await
+    };
+    let kept = run(KEPT).await;
+    assert_eq!(
+        body_of(&kept, "/secrets/gemini-worker-token?")["data"]["token"],
+        base64_lite::encode(KEPT.as_bytes())
+    );
+    // Too short to be one the operator made: replaced by a fresh one, and the workers roll.
+    let replaced = run("short").await;
+    let token = body_of(&replaced, "/secrets/gemini-worker-token?")["data"]["token"]
+        .as_str()
+        .unwrap();
+    assert_ne!(token, base64_lite::encode(b"short"));
+    assert_eq!(token.len(), 44);
+    assert_ne!(
+        pod_annotation(body_of(&kept, "/deployments/gemini-main?")),
+        pod_annotation(body_of(&replaced, "/deployments/gemini-main?")),
+    );
 }
 
 #[tokio::test]
@@ -326,6 +435,12 @@ async fn provider_api_error_fails_the_reconcile_and_backs_off() {
             Reply::Json(200, secret("gemini-oauth", &[("oauth_creds.json", "x")])),
         ),
         Step::new(
+            Method::GET,
+            format!("{CORE}/secrets/gemini-worker-token"),
+            not_found(),
+        ),
+        apply(format!("{CORE}/secrets/gemini-worker-token")),
+        Step::new(
             Method::PATCH,
             format!("{CORE}/services/gemini-workers{APPLY}"),
             Reply::Json(500, status_error(500, "InternalError", "etcd is sad")),
@@ -366,7 +481,7 @@ async fn provider_prunes_deployments_of_removed_accounts() {
         })
     };
     let mut steps = gemini_happy_steps();
-    steps.truncate(5);
+    steps.truncate(GEMINI_DEPLOYMENT_STEP + 1);
     steps.push(Step::new(Method::GET, format!("{APPS}/deployments?&{WORKER_SELECTOR}"), Reply::Json(200, json!({
         "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {"resourceVersion": "1"},
         "items": [stale("gemini-main", &uid), stale("gemini-old", &uid), stale("gemini-foreign", "someone-else")]
@@ -390,7 +505,7 @@ async fn provider_prunes_deployments_of_removed_accounts() {
 #[tokio::test]
 async fn provider_rollout_in_progress_is_progressing_and_rechecked_soon() {
     let mut steps = gemini_happy_steps();
-    steps[4] = apply_with_status(
+    steps[GEMINI_DEPLOYMENT_STEP] = apply_with_status(
         format!("{APPS}/deployments/gemini-main"),
         json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0}),
     );
@@ -484,6 +599,32 @@ async fn gateway_with_managed_redis_applies_everything_and_reports_url_and_provi
     let pw_b64 = secret.body["data"]["password"].as_str().unwrap();
     assert_eq!(pw_b64.len(), 44);
     assert_eq!(events(&seen)[0].body["reason"], "RoutersReady");
+    // The routers get the worker tokens of exactly the providers they serve.
+    let dep = body_of(&seen, "/deployments/main-router?");
+    let tokens = dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "worker-tokens")
+        .unwrap();
+    let sources: Vec<(&str, &str)> = tokens["projected"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["secret"]["name"].as_str().unwrap(),
+                s["secret"]["items"][0]["path"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            ("claude-worker-token", "claude"),
+            ("gemini-worker-token", "gemini")
+        ]
+    );
 }
 
 #[tokio::test]
@@ -509,7 +650,6 @@ async fn gateway_keeps_the_existing_redis_password() {
 #[tokio::test]
 async fn gateway_with_external_redis_removes_managed_objects_and_has_no_ingress() {
     const EDGE_UID: &str = "44444444-4444-4444-4444-444444444444";
-    let not_found = || Reply::Json(404, status_error(404, "NotFound", "not found"));
     // What the gateway once made (controlled by it), and same-named objects a user made.
     let existing = |api_version: &str, kind: &str, name: &str, uid: &str, owner: Option<&str>| {
         let owners: Vec<Value> = owner

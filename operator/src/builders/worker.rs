@@ -1,11 +1,12 @@
-//! Objects of an LLMProvider: one worker Deployment per account, a Service, a PodDisruptionBudget and
-//! a NetworkPolicy that lets only routers in.
+//! Objects of an LLMProvider: one worker Deployment per account, a Service, a PodDisruptionBudget, a
+//! NetworkPolicy that lets only routers in, and the Secret with the router→worker credential.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PodSpec, PodTemplateSpec, SecretVolumeSource, Service, ServiceSpec, Volume,
+    Container, PodSpec, PodTemplateSpec, Secret, SecretVolumeSource, Service, ServiceSpec, Volume,
     VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -16,7 +17,7 @@ use kube::ResourceExt;
 use llm_mcp_hub_crds::{AccountSpec, LLMProvider, ProviderKind, labels};
 
 use super::{
-    BuildConfig, HUB_UID, admit_only, base_labels, container_security, empty_dir, env,
+    BuildConfig, HUB_UID, admit_only, base_labels, container_security, empty_dir, env, hash_parts,
     http_container_port, http_probe, http_service_port, meta, pod_security, pull_secrets,
     resources_or, scheduled, secret_env, surge_rollout,
 };
@@ -27,6 +28,16 @@ pub const WORKER_PORT: i32 = 8081;
 pub const HOME: &str = "/home/hub";
 /// Where an account's Secret is mounted read-only (followed by `/<account>/`).
 pub const CREDENTIALS_DIR: &str = "/var/run/llm-mcp-hub/credentials";
+/// Key of the worker-token Secret that holds the router→worker credential.
+pub const WORKER_TOKEN_KEY: &str = "token";
+/// Where a worker's own token Secret is mounted read-only.
+pub const WORKER_TOKEN_DIR: &str = "/etc/llm-mcp-hub/worker-token";
+/// The file the worker reads its token from: [`WORKER_TOKEN_DIR`]`/`[`WORKER_TOKEN_KEY`].
+pub const WORKER_TOKEN_FILE: &str = "/etc/llm-mcp-hub/worker-token/token";
+/// Environment variable naming [`WORKER_TOKEN_FILE`] for the worker.
+pub const WORKER_TOKEN_FILE_ENV: &str = "LLM_MCP_HUB_WORKER_TOKEN_FILE";
+/// Length of a generated worker token (alphanumerics: about 190 bits).
+pub const WORKER_TOKEN_LEN: usize = 32;
 
 /// Everything an LLMProvider becomes.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,11 +50,35 @@ pub struct WorkerObjects {
     pub network_policy: NetworkPolicy,
     /// One Deployment per account, in the order of `spec.credentials.accounts`.
     pub deployments: Vec<Deployment>,
+    /// The router→worker credential (`<p>-worker-token`, key [`WORKER_TOKEN_KEY`]), mounted into
+    /// the workers and projected into the routers that serve the provider.
+    pub token_secret: Secret,
+}
+
+/// What the reconciler read (or generated) before building.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerInputs {
+    /// Hash of each account's Secret data, by account name.
+    pub secret_hashes: BTreeMap<String, String>,
+    /// The router→worker token (kept from the existing Secret, or freshly generated).
+    pub worker_token: String,
 }
 
 /// Name of the worker Service (and PDB, NetworkPolicy) of a provider.
 pub fn service_name(provider: &str) -> String {
     format!("{provider}-workers")
+}
+
+/// Name of the Secret holding the router→worker token of a provider.
+pub fn worker_token_secret_name(provider: &str) -> String {
+    format!("{provider}-worker-token")
+}
+
+/// Whether a token read back from the worker-token Secret is kept: only what the operator would
+/// have generated itself (at least [`WORKER_TOKEN_LEN`] letters and digits), so a truncated or
+/// hand-edited value is replaced rather than trusted as a credential.
+pub fn is_usable_worker_token(token: &str) -> bool {
+    token.len() >= WORKER_TOKEN_LEN && token.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Name of the worker Deployment of one account.
@@ -86,12 +121,8 @@ pub fn deployments_label_selector(p: &LLMProvider) -> String {
     )
 }
 
-/// Builds all worker objects. `secret_hashes` maps an account name to a hash of its Secret's data.
-pub fn build(
-    p: &LLMProvider,
-    cfg: &BuildConfig,
-    secret_hashes: &BTreeMap<String, String>,
-) -> WorkerObjects {
+/// Builds all worker objects.
+pub fn build(p: &LLMProvider, cfg: &BuildConfig, inputs: &WorkerInputs) -> WorkerObjects {
     let name = p.name_any();
     let svc_name = service_name(&name);
     let service = Service {
@@ -123,14 +154,33 @@ pub fn build(
         router_pod_selector(),
         WORKER_PORT,
     );
+    let token_secret = Secret {
+        metadata: meta(p, worker_token_secret_name(&name), provider_labels(p)),
+        type_: Some("Opaque".to_owned()),
+        data: Some(BTreeMap::from([(
+            WORKER_TOKEN_KEY.to_owned(),
+            ByteString(inputs.worker_token.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
     let deployments = p
         .spec
         .credentials
         .accounts
         .iter()
         .map(|a| {
-            let hash = secret_hashes.get(&a.name).map(String::as_str).unwrap_or("");
-            deployment(p, cfg, a, hash)
+            let account_hash = inputs
+                .secret_hashes
+                .get(&a.name)
+                .map(String::as_str)
+                .unwrap_or("");
+            // The worker reads its token once at start, so a new token must roll the pods; the
+            // routers read theirs live from a projected volume and need no roll.
+            let hash = hash_parts([
+                ("credentials", account_hash.as_bytes()),
+                ("worker-token", inputs.worker_token.as_bytes()),
+            ]);
+            deployment(p, cfg, a, &hash)
         })
         .collect();
     WorkerObjects {
@@ -138,6 +188,7 @@ pub fn build(
         pdb,
         network_policy,
         deployments,
+        token_secret,
     }
 }
 
@@ -182,6 +233,7 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
         env("LLM_MCP_HUB_LOG_FORMAT", "json"),
         env("LLM_MCP_HUB_PROVIDER_NAME", name.clone()),
         env("LLM_MCP_HUB_ACCOUNT", account.name.clone()),
+        env(WORKER_TOKEN_FILE_ENV, WORKER_TOKEN_FILE),
     ];
     if kind == ProviderKind::Claude {
         env_vars.push(secret_env(
@@ -203,7 +255,20 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
             ..VolumeMount::default()
         },
     ];
-    let mut volumes = vec![empty_dir("tmp", "1Gi"), empty_dir("home", "1Gi")];
+    let mut volumes = vec![
+        empty_dir("tmp", "1Gi"),
+        empty_dir("home", "1Gi"),
+        Volume {
+            name: "worker-token".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(worker_token_secret_name(&name)),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
     let mut init_containers = Vec::new();
     if let Some(script) = install_credentials_script(kind, &cred_dir, &secret_key) {
         volumes.push(Volume {
@@ -235,6 +300,14 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
         });
     }
 
+    // Only the worker checks the routers' token; the init container has no use for it.
+    let mut worker_mounts = home_mounts;
+    worker_mounts.push(VolumeMount {
+        name: "worker-token".to_owned(),
+        mount_path: WORKER_TOKEN_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    });
     let container = Container {
         name: "worker".to_owned(),
         image: Some(image(cfg, spec.image.as_deref())),
@@ -259,7 +332,7 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
         startup_probe: Some(http_probe("/healthz", 2, 60)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         readiness_probe: Some(http_probe("/readyz", 5, 2)),
-        volume_mounts: Some(home_mounts),
+        volume_mounts: Some(worker_mounts),
         ..Container::default()
     };
 

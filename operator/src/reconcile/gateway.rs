@@ -11,12 +11,14 @@ use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use llm_mcp_hub_crds::{HubGateway, HubGatewayStatus, LLMProvider, SessionStoreMode, condition};
-use rand::distr::{Alphanumeric, SampleString};
 
 use super::status::{
     failures, measured, publish_status, report_problem, rolling_out, set_degraded,
 };
-use super::{Context, Error, SecretNeed, apply, delete_owned, read_secrets};
+use super::{
+    Context, Error, SecretNeed, apply, delete_owned, random_alphanumeric, read_generated,
+    read_secrets,
+};
 use crate::builders::gateway::{self, GatewayInputs};
 use crate::builders::hash_parts;
 use crate::conditions;
@@ -36,7 +38,7 @@ pub async fn reconcile(g: Arc<HubGateway>, ctx: Arc<Context>) -> Result<Action, 
 
 /// Generates a Redis password (alphanumeric, so it is safe inside a URL).
 pub fn generate_password() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), 32)
+    random_alphanumeric(32)
 }
 
 async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error> {
@@ -73,13 +75,14 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
 
     // The managed Redis password is generated once and kept in the owned Secret.
     let redis_password = if spec.session_store.mode == SessionStoreMode::Managed {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-        let existing = secrets.get_opt(&gateway::redis_secret_name(&name)).await?;
-        let kept = existing
-            .and_then(|s| s.data)
-            .and_then(|d| d.get("password").cloned())
-            .and_then(|b| String::from_utf8(b.0).ok())
-            .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        let kept = read_generated(
+            &ctx.client,
+            &ns,
+            &gateway::redis_secret_name(&name),
+            "password",
+            |p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()),
+        )
+        .await?;
         Some(kept.unwrap_or_else(generate_password))
     } else {
         None
@@ -104,6 +107,7 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
         &GatewayInputs {
             secret_hash,
             redis_password,
+            served_providers: served.clone(),
         },
     );
     let c = &ctx.client;

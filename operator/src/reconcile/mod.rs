@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
+use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -215,6 +216,31 @@ where
         return Ok(());
     }
     delete_exact(client, ns, &obj).await
+}
+
+/// A random string of ASCII letters and digits, for generated credentials (safe inside a URL, an
+/// HTTP header and a file, with nothing to escape or trim).
+pub fn random_alphanumeric(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+/// The value of `key` in the Secret `name`, if the Secret exists and `keep` accepts the value.
+/// Generated credentials are read back this way so that they are made once and then kept.
+pub async fn read_generated(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Option<String>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    Ok(api
+        .get_opt(name)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(key))
+        .and_then(|b| String::from_utf8(b.0).ok())
+        .filter(|v| keep(v)))
 }
 
 /// A Secret key that must exist for a resource to work.

@@ -1,4 +1,5 @@
-//! LLMProvider → worker Deployments, Service, PodDisruptionBudget, NetworkPolicy, status.
+//! LLMProvider → worker Deployments, Service, PodDisruptionBudget, NetworkPolicy, worker-token
+//! Secret, status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,8 +15,9 @@ use llm_mcp_hub_crds::{AccountStatus, LLMProvider, LLMProviderStatus, condition,
 use super::status::{
     failures, measured, publish_status, report_problem, rolling_out, set_degraded,
 };
-use super::{Context, Error, SecretNeed, apply, read_secrets};
-use crate::builders::{hash_parts, worker};
+use super::{Context, Error, SecretNeed, apply, random_alphanumeric, read_generated, read_secrets};
+use crate::builders::hash_parts;
+use crate::builders::worker::{self, WorkerInputs};
 use crate::conditions;
 use crate::validate;
 
@@ -73,8 +75,28 @@ async fn reconcile_inner(p: &LLMProvider, ctx: &Context) -> Result<Action, Error
         })
         .collect();
 
-    // 2. Apply.
-    let objs = worker::build(p, &ctx.config, &hashes);
+    // The router→worker token is generated once and kept in the owned Secret; deleting the
+    // Secret rotates it (the workers roll, the routers' projected copies follow).
+    let worker_token = read_generated(
+        &ctx.client,
+        &ns,
+        &worker::worker_token_secret_name(&name),
+        worker::WORKER_TOKEN_KEY,
+        worker::is_usable_worker_token,
+    )
+    .await?
+    .unwrap_or_else(|| random_alphanumeric(worker::WORKER_TOKEN_LEN));
+
+    // 2. Apply. The token Secret goes first: the worker pods do not start without it.
+    let objs = worker::build(
+        p,
+        &ctx.config,
+        &WorkerInputs {
+            secret_hashes: hashes,
+            worker_token,
+        },
+    );
+    apply(&ctx.client, &ns, &objs.token_secret).await?;
     apply(&ctx.client, &ns, &objs.service).await?;
     apply(&ctx.client, &ns, &objs.pdb).await?;
     apply(&ctx.client, &ns, &objs.network_policy).await?;
