@@ -5,6 +5,7 @@
 //! The hub binary must be built first (`cargo build -p llm-mcp-hub`; `scripts/test` does it),
 //! and the CLIs installed (`npm ci --prefix tests/cli`).
 
+pub mod cluster;
 pub mod redis;
 pub mod tls;
 
@@ -96,7 +97,7 @@ fn has_shared_ancestor(path: &Path) -> bool {
         .any(|meta| meta.permissions().mode() & 0o022 != 0)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()
@@ -413,7 +414,7 @@ impl Drop for Hub {
     }
 }
 
-fn write_script(path: &Path, text: &str) {
+pub fn write_script(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -17,6 +17,8 @@ pub struct Directives {
     pub drop: bool,
     /// `[[status:N]]`: answer with an HTTP error of status `N` in the vendor's error shape.
     pub status: Option<u16>,
+    /// `[[reset-in:S]]`: a 429 says the usage window resets in `S` seconds (default 3600).
+    pub reset_in: Option<u64>,
 }
 
 impl Directives {
@@ -59,6 +61,11 @@ pub fn parse_directives(text: &str) -> Directives {
                     && (100..=999).contains(&n)
                 {
                     d.status = Some(n)
+                }
+            }
+            ("reset-in", Some(v)) => {
+                if let Ok(n) = v.trim().parse() {
+                    d.reset_in = Some(n)
                 }
             }
             ("stall", None) => d.stall = true,

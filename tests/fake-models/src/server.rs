@@ -24,7 +24,12 @@ type Log = Arc<Mutex<Vec<RecordedRequest>>>;
 struct AppState {
     vendor: Vendor,
     log: Log,
+    forced: Forced,
 }
+
+/// Directives applied to every conversation request, as if each carried them (see
+/// [`FakeServer::force`]).
+type Forced = Arc<Mutex<Option<String>>>;
 
 /// A fake model server listening on 127.0.0.1. Stops when dropped.
 pub struct FakeServer {
@@ -35,6 +40,7 @@ pub struct FakeServer {
     /// Which API it imitates.
     pub vendor: Vendor,
     log: Log,
+    forced: Forced,
     task: JoinHandle<()>,
 }
 
@@ -58,9 +64,11 @@ impl FakeServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let log: Log = Arc::default();
+        let forced: Forced = Arc::default();
         let state = AppState {
             vendor,
             log: log.clone(),
+            forced: forced.clone(),
         };
         let app = Router::new().fallback(handle).with_state(state);
         let task = tokio::spawn(async move {
@@ -71,8 +79,16 @@ impl FakeServer {
             addr,
             vendor,
             log,
+            forced,
             task,
         })
+    }
+
+    /// Scripts every later conversation request as if its text carried `directives` (e.g.
+    /// `"[[status:429]]"`: this server's account is out of its usage window), until called
+    /// with `None`. For faults that belong to a server rather than to one request.
+    pub fn force(&self, directives: Option<&str>) {
+        *self.forced.lock().unwrap() = directives.map(String::from);
     }
 
     /// Every request that reached the server, in arrival order.
@@ -146,9 +162,10 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
     st.log.lock().unwrap().push(rec.clone());
+    let forced = st.forced.lock().unwrap().clone();
     match st.vendor {
-        Vendor::Anthropic => anthropic(&rec),
-        Vendor::Gemini => gemini(&rec),
+        Vendor::Anthropic => anthropic(&rec, forced.as_deref()),
+        Vendor::Gemini => gemini(&rec, forced.as_deref()),
     }
 }
 
@@ -162,12 +179,12 @@ fn prompt_chars(rec: &RecordedRequest) -> usize {
 }
 
 /// What to stream: directives (ignored for side requests) and the deltas.
-fn plan(rec: &RecordedRequest) -> (Directives, Vec<String>) {
+fn plan(rec: &RecordedRequest, forced: Option<&str>) -> (Directives, Vec<String>) {
     let text = rec.last_user_text();
     let d = if rec.is_side_request() {
         Directives::default()
     } else {
-        parse_directives(&text)
+        parse_directives(&format!("{text}{}", forced.unwrap_or_default()))
     };
     let deltas = reply_deltas(&text, &d);
     (d, deltas)
@@ -273,9 +290,9 @@ fn broken_json_response(stall: bool) -> Response {
 
 // ---------------------------------------------------------------- Anthropic
 
-fn anthropic(rec: &RecordedRequest) -> Response {
+fn anthropic(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     match (rec.method.as_str(), rec.path.as_str()) {
-        ("POST", "/v1/messages") => anthropic_messages(rec),
+        ("POST", "/v1/messages") => anthropic_messages(rec, forced),
         ("POST", "/v1/messages/count_tokens") => json_response(
             StatusCode::OK,
             json!({"input_tokens": tokens(prompt_chars(rec))}),
@@ -303,10 +320,11 @@ fn anthropic_error(
     resp
 }
 
-fn anthropic_status(status: u16) -> Response {
+fn anthropic_status(status: u16, reset_in: Option<u64>) -> Response {
     match status {
         429 => {
-            let reset = (now_epoch() + 3600).to_string();
+            let reset_in = reset_in.unwrap_or(3600);
+            let reset = (now_epoch() + reset_in).to_string();
             anthropic_error(
                 429,
                 "rate_limit_error",
@@ -318,7 +336,7 @@ fn anthropic_status(status: u16) -> Response {
                         "anthropic-ratelimit-unified-representative-claim",
                         "five_hour".into(),
                     ),
-                    ("retry-after", "3600".into()),
+                    ("retry-after", reset_in.to_string()),
                 ]),
             )
         }
@@ -330,10 +348,10 @@ fn anthropic_status(status: u16) -> Response {
     }
 }
 
-fn anthropic_messages(rec: &RecordedRequest) -> Response {
-    let (d, mut deltas) = plan(rec);
+fn anthropic_messages(rec: &RecordedRequest, forced: Option<&str>) -> Response {
+    let (d, mut deltas) = plan(rec, forced);
     if let Some(s) = d.status {
-        return anthropic_status(s);
+        return anthropic_status(s, d.reset_in);
     }
     if let Some(schema) = rec.output_schema() {
         deltas = vec![json_answer(schema)];
@@ -457,12 +475,12 @@ fn gemini_status(status: u16) -> Response {
     }
 }
 
-fn gemini(rec: &RecordedRequest) -> Response {
+fn gemini(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     if rec.method != "POST" {
         return gemini_error(404, "NOT_FOUND", "Not found");
     }
     match rec.gemini_method() {
-        Some("streamGenerateContent" | "generateContent") => gemini_generate(rec),
+        Some("streamGenerateContent" | "generateContent") => gemini_generate(rec, forced),
         Some("countTokens") => json_response(
             StatusCode::OK,
             json!({"totalTokens": tokens(prompt_chars(rec))}),
@@ -475,8 +493,8 @@ fn gemini(rec: &RecordedRequest) -> Response {
     }
 }
 
-fn gemini_generate(rec: &RecordedRequest) -> Response {
-    let (d, mut deltas) = plan(rec);
+fn gemini_generate(rec: &RecordedRequest, forced: Option<&str>) -> Response {
+    let (d, mut deltas) = plan(rec, forced);
     if let Some(s) = d.status {
         return gemini_status(s);
     }
