@@ -42,6 +42,8 @@ pub struct WorkerSpec {
     pub account: String,
     /// Port to listen on (a free one when `None`); a router can list a worker before it runs.
     pub port: Option<u16>,
+    /// Address to listen on (default 127.0.0.1).
+    pub host: Option<String>,
     /// Extra `[providers.<name>]` lines.
     pub provider_toml: String,
     /// Extra top-level lines.
@@ -55,6 +57,7 @@ impl WorkerSpec {
             provider: provider.into(),
             account: account.into(),
             port: None,
+            host: None,
             provider_toml: String::new(),
             top_toml: String::new(),
         }
@@ -114,6 +117,7 @@ impl Worker {
         let token_file = root.join("worker-token");
         std::fs::write(&token_file, format!("{WORKER_TOKEN}\n")).unwrap();
         let port = spec.port.unwrap_or_else(free_port);
+        let host = spec.host.clone().unwrap_or_else(|| "127.0.0.1".into());
         let config = format!(
             "scratch_dir = \"{}\"\nshutdown_grace_secs = 20\n{}\n[providers.{}]\nkind = \"{}\"\ncommand = \"{}\"\n{}\n",
             scratch.display(),
@@ -129,7 +133,7 @@ impl Worker {
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(hub_binary())
             .args(["worker", "--provider", spec.kind.as_str(), "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(format!("{host}:{port}"))
             .arg("--config")
             .arg(&config_path)
             .env_clear()
@@ -149,7 +153,7 @@ impl Worker {
             .spawn()
             .expect("start a worker");
         let worker = Worker {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             port,
             fake,
             scratch,

@@ -6,6 +6,7 @@
 //! and the CLIs installed (`npm ci --prefix tests/cli`).
 
 pub mod cluster;
+pub mod pod;
 pub mod redis;
 pub mod tls;
 
