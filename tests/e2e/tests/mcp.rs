@@ -765,3 +765,75 @@ async fn progress_goes_out_before_the_result() {
         .unwrap();
     assert_eq!(streamed, reply);
 }
+
+/// MCP through a router: `chat` runs on a worker process, and cancelling it kills the CLI
+/// there, exactly as in `serve`.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_through_a_router_runs_on_a_worker_and_cancelling_kills_its_cli() {
+    use e2e::cluster::{Kind, Router, Worker, WorkerSpec, static_entry};
+    let worker = Worker::start(WorkerSpec::new(Kind::Claude, "claude", "a")).await;
+    let router = Router::start(
+        &api_key_entry("alpha", KEY_A, None),
+        &static_entry("claude", &worker.url, &worker.token_file),
+    )
+    .await;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(router.url("/mcp")).auth_header(KEY_A),
+    );
+    let recorder = Recorder::default();
+    let client = recorder
+        .clone()
+        .serve(transport)
+        .await
+        .expect("MCP initialize through the router");
+    let result = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "[[reply:from a worker]]"}),
+    )
+    .await;
+    assert_eq!(text(&result), "from a worker", "{result:?}");
+    assert_eq!(worker.turns(), 1);
+
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(args(json!(["chat",
+        {"provider": "claude", "message": "[[words:300]] [[delay-ms:100]] long"}]))));
+    let handle = client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !recorder.progress.lock().unwrap().concat().contains("word2") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress through the router"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy: Vec<i32> = worker.cli_pids();
+    handle
+        .cancel(Some("user pressed stop".into()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // The worker retires the answering process as aborted, and it is gone.
+    loop {
+        let now = worker.cli_pids();
+        if worker.log().contains("\"aborted\"") && busy.iter().any(|p| !now.contains(p)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker's CLI of a cancelled chat must be killed: before {busy:?}, now {now:?}\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = call(
+        &client,
+        "chat",
+        json!({"provider": "claude", "message": "[[reply:again]]"}),
+    )
+    .await;
+    assert_eq!(text(&after), "again");
+    client.cancel().await.unwrap();
+}
