@@ -19,6 +19,7 @@
 # Prints one line per check and ends with "kube checks: N passed, N failed"; exits non-zero if
 # any check failed. Each part works in namespaces of its own and removes them.
 set -uo pipefail
+export LC_ALL=C # sort like python3 does
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -242,7 +243,7 @@ printer_columns() {
   local doc_headers
   doc_headers="$(sed -n '/^\$ kubectl get llm-mcp-hub$/,/^```$/p' "$ROOT/docs/kubernetes.md" | grep '^NAME' | tr -s ' ' | sed 's/ $//')"
   check "docs/kubernetes.md's \`kubectl get llm-mcp-hub\` headers are the real ones" \
-    test "$doc_headers" = "$(printf '%s\n%s' "$p" "$g")"
+    same "$(printf '%s\n%s' "$p" "$g")" "$doc_headers"
 }
 
 explain_fields() {
@@ -332,6 +333,10 @@ part_helm() {
   check "ClusterRoleBinding removed by the upgrade" gone clusterrolebinding "$rel-operator"
   check "RoleBinding in $ns instead" exists rolebinding "$rel-operator" -n "$ns"
   check "the chart's HubGateway and LLMProviders created" exists hgw/hub llmp/claude llmp/gemini -n "$ns"
+  local sa="system:serviceaccount:$ns:$rel-operator"
+  check "watchNamespace: the operator's rules in $ns (can-i --list)" \
+    same "$(printf '%s\n' "$(operator_rules)" "$(lease_rules)" | sort)" "$(can_i "$sa" "$ns")"
+  check "watchNamespace: no rules in another namespace" same "" "$(can_i "$sa" default)"
   check "helm history shows 2 revisions" test "$(helm history "$rel" -n "$ns" -o json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2
 
   check "helm uninstall $rel" helm uninstall "$rel" --namespace "$ns" --wait
@@ -414,6 +419,25 @@ same() { # want, got
   [ "$1" = "$2" ] || { diff <(printf '%s\n' "$1") <(printf '%s\n' "$2") | sed 's/^</want/; s/^>/got /'; return 1; }
 }
 
+# The rules docs/kubernetes.md gives the operator, as can_i prints them. The docs: "read
+# LLMProviders/HubGateways and patch their status; manage only the kinds it creates; read Secrets;
+# get/list/watch EndpointSlices; create Events" (Secrets are also among the kinds it creates: the
+# managed Redis password, the worker tokens).
+operator_rules() {
+  local manage="create,delete,get,list,patch,update,watch"
+  printf '%s\n' \
+    "configmaps $manage" "deployments.apps $manage" "endpointslices.discovery.k8s.io get,list,watch" \
+    "events.events.k8s.io create,patch" "hubgateways.llm-mcp-hub.dev get,list,watch" \
+    "hubgateways.llm-mcp-hub.dev/status get,patch,update" "ingresses.networking.k8s.io $manage" \
+    "llmproviders.llm-mcp-hub.dev get,list,watch" "llmproviders.llm-mcp-hub.dev/status get,patch,update" \
+    "networkpolicies.networking.k8s.io $manage" "poddisruptionbudgets.policy $manage" \
+    "rolebindings.rbac.authorization.k8s.io $manage" "roles.rbac.authorization.k8s.io $manage" \
+    "secrets $manage" "serviceaccounts $manage" "services $manage" "statefulsets.apps $manage" | sort
+}
+lease_rules() {
+  printf '%s\n' "leases.coordination.k8s.io create" "leases.coordination.k8s.io [llm-mcp-hub-operator] get,update"
+}
+
 part_operator() {
   section "the operator as a process, with the chart's ServiceAccount"
   : "${LLM_MCP_HUB_OPERATOR_BIN:?set LLM_MCP_HUB_OPERATOR_BIN to the llm-mcp-hub-operator binary}"
@@ -425,19 +449,8 @@ part_operator() {
 
   # RBAC: what the chart grants is what docs/kubernetes.md says, nothing more.
   section "RBAC as the API server enforces it (kubectl auth can-i --list)"
-  # docs: "read LLMProviders/HubGateways and patch their status; manage only the kinds it creates;
-  # read Secrets; get/list/watch EndpointSlices; create Events" (Secrets are also among the
-  # kinds it creates: the managed Redis password, the worker tokens).
-  local manage="create,delete,get,list,patch,update,watch"
-  local op_rules
-  op_rules="$(printf '%s\n' \
-    "configmaps $manage" "deployments.apps $manage" "endpointslices.discovery.k8s.io get,list,watch" \
-    "events.events.k8s.io create,patch" "hubgateways.llm-mcp-hub.dev get,list,watch" \
-    "hubgateways.llm-mcp-hub.dev/status get,patch,update" "ingresses.networking.k8s.io $manage" \
-    "llmproviders.llm-mcp-hub.dev get,list,watch" "llmproviders.llm-mcp-hub.dev/status get,patch,update" \
-    "networkpolicies.networking.k8s.io $manage" "poddisruptionbudgets.policy $manage" \
-    "rolebindings.rbac.authorization.k8s.io $manage" "roles.rbac.authorization.k8s.io $manage" \
-    "secrets $manage" "serviceaccounts $manage" "services $manage" "statefulsets.apps $manage" | sort)"
+  local manage="create,delete,get,list,patch,update,watch" op_rules
+  op_rules="$(operator_rules)"
   # The kinds it may manage are exactly the kinds the docs' "What the operator creates" lists.
   local doc_kinds rbac_kinds
   doc_kinds="$(sed -n '/^## What the operator creates/,/^## Contract/p' "$ROOT/docs/kubernetes.md" \
@@ -453,8 +466,7 @@ print(" ".join(sorted(m[l.strip()] for l in sys.stdin)) + " ")')"
   check "operator ServiceAccount in another namespace: exactly the documented rules" \
     same "$op_rules" "$(can_i "system:serviceaccount:$OP_NS:$sa" default)"
   check "operator ServiceAccount in its own namespace: those and its own Lease only" \
-    same "$(printf '%s\n' "$op_rules" "leases.coordination.k8s.io create" \
-      "leases.coordination.k8s.io [llm-mcp-hub-operator] get,update" | sort)" \
+    same "$(printf '%s\n' "$op_rules" "$(lease_rules)" | sort)" \
     "$(can_i "system:serviceaccount:$OP_NS:$sa" "$OP_NS")"
 
   section "two operator processes: one leader, hand-over"
