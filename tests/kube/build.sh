@@ -27,7 +27,11 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=$kver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 
-# `go install` relinks only when a dependency or a flag changed.
+# `go install` relinks only when a dependency or a flag changed; it refuses to replace a file
+# that is not a Go binary (a broken earlier build).
+if [ -e "$BIN/kube-plane" ] && ! go version "$BIN/kube-plane" 2>&1 | grep -q ": go1"; then
+  rm -f "$BIN/kube-plane"
+fi
 log "kube-plane $kver (go install; cached after the first build)"
 (cd "$HERE" && GOBIN="$BIN" GOFLAGS=-mod=readonly nice -n 10 go install -trimpath -ldflags="$ldflags" .)
 for name in etcd kube-apiserver kube-controller-manager kubectl; do

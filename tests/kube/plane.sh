@@ -83,6 +83,8 @@ up() {
   mkdir -p "$D"
   D="$(cd "$D" && pwd)"
   : >"$D/pids"
+  # If it does not come up, stop what did start (the logs stay in DIR).
+  trap '[ $? -eq 0 ] || stop_processes' EXIT
   for b in etcd kube-apiserver kube-controller-manager kubectl; do
     [ -x "$BIN/$b" ] || die "$BIN/$b missing: run tests/kube/build.sh"
   done
@@ -146,9 +148,7 @@ up() {
   echo "export KUBECONFIG=$D/admin.kubeconfig"
 }
 
-down() {
-  D="${1:?usage: plane.sh down DIR}"
-  [ -f "$D/pids" ] || die "$D/pids: not a plane directory"
+stop_processes() {
   local pids=()
   # Stop in reverse order of start: controller-manager, API server, etcd.
   while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$D/pids"
@@ -157,6 +157,12 @@ down() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
+}
+
+down() {
+  D="${1:?usage: plane.sh down DIR}"
+  [ -f "$D/pids" ] || die "$D/pids: not a plane directory"
+  stop_processes
   rm -rf "$D"
 }
 

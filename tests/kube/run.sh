@@ -25,7 +25,8 @@ trap 'exit 130' INT TERM
 export KUBECACHEDIR="$STATE/kubectl-cache" HELM_CACHE_HOME="$STATE/helm/cache" \
   HELM_CONFIG_HOME="$STATE/helm/config" HELM_DATA_HOME="$STATE/helm/data"
 
-eval "$("$HERE/plane.sh" up "$STATE/plane")"
+env_line="$("$HERE/plane.sh" up "$STATE/plane")"
+eval "$env_line"
 
 cargo build --quiet -p llm-mcp-hub-operator --bin llm-mcp-hub-operator
 export LLM_MCP_HUB_OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/llm-mcp-hub-operator"
