@@ -430,3 +430,69 @@ async fn workers_refuse_a_missing_or_wrong_credential() {
     assert_eq!(body["error"]["code"], "no_healthy_worker");
     assert_eq!(a.turns(), 1, "only the authenticated turn ran");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_lock_holds_across_router_replicas() {
+    let redis = RedisServer::start().await;
+    let (a, b) = two_claude_accounts().await;
+    let discovery = entries(&[&a, &b]);
+    let top = format!("redis_url = \"{}\"\nsession_busy_wait_ms = 300", redis.url);
+    let (r1, r2) = tokio::join!(
+        Router::start(&top, &discovery),
+        Router::start(&top, &discovery)
+    );
+    r1.wait_ready_workers("claude", 2).await;
+    r2.wait_ready_workers("claude", 2).await;
+
+    let long = r1
+        .chat(
+            json!({"model": "claude", "stream": true,
+                   "messages": [user("[[words:30]] [[delay-ms:100]] first")]}),
+            Some("locked-across-routers"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 200);
+    let mut body = long.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("word2") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    // The other replica must not start a second turn on the same session meanwhile.
+    let r = r2
+        .chat(
+            json!({"model": "claude", "messages": [user("interleave?")]}),
+            Some("locked-across-routers"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, body_json) = error_of(r).await;
+    assert_eq!(status, 409, "{body_json}");
+    assert_eq!(body_json["error"]["code"], "session_busy");
+    while let Some(chunk) = body.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(seen.contains("[DONE]"));
+    // Once the first turn is stored, the other replica continues the conversation. (The
+    // fake model reads directives from the whole transcript, so the earlier `[[words:30]]`
+    // shapes this answer too: only its success matters here.)
+    let r = r2
+        .chat(
+            json!({"model": "claude", "messages": [user("second")]}),
+            Some("locked-across-routers"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!text_of(r).await.is_empty());
+    let session = r1.get_json("/v1/sessions/locked-across-routers").await;
+    assert_eq!(
+        session["messages"].as_array().unwrap().len(),
+        4,
+        "{session}"
+    );
+}
