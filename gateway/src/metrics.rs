@@ -26,6 +26,9 @@ pub struct Metrics {
     pub sessions_expired: IntCounterVec,
     /// Sessions the in-memory store dropped to stay within `session_max_count`.
     pub sessions_evicted: prometheus::IntGauge,
+    /// 1 per provider, labelled with its CLI version and where that stands (`tested`,
+    /// `newer`, `too_old`, `unknown`).
+    pub cli_info: IntGaugeVec,
     /// Router: attempts on workers by provider and result (`ok`, `retried`, `failed`).
     pub worker_attempts: IntCounterVec,
     /// Router: workers by provider and state (`ready`, `limited`, `not_accepting`, `failing`,
@@ -139,6 +142,11 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            cli_info: gauge(
+                "cli_info",
+                "The CLI version each provider runs, and whether it is in the tested range",
+                &["provider", "version", "support"],
+            ),
             worker_attempts: counter(
                 "router_worker_attempts_total",
                 "Router: attempts to run a turn on a worker, by result",

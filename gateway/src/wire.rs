@@ -94,6 +94,9 @@ pub struct WorkerStatus {
     pub limits: Limits,
     /// The hub version the worker runs.
     pub version: String,
+    /// The worker's CLI: version, tested range, process mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<crate::backend::CliInfo>,
 }
 
 /// A stream's `data:` payloads, or the reason it broke. Blank keep-alive events are skipped.

@@ -205,6 +205,7 @@ pub fn worker_status(state: &WorkerState) -> Option<WorkerStatus> {
         capacity: info.pool,
         limits: info.limits,
         version: env!("CARGO_PKG_VERSION").into(),
+        cli: info.cli,
     })
 }
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{Backend, ChatRequest, Limits, ProviderInfo, Readiness};
+use super::{Backend, ChatRequest, CliInfo, Limits, ProviderInfo, Readiness};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::provider::{ChatEvent, ProviderError};
+use crate::provider::{ChatEvent, ProcessMode, ProviderError};
 use crate::runtime::{HealthState, Launcher, Pool};
 
 pub struct LocalBackend {
@@ -42,6 +42,21 @@ impl LocalBackend {
         for pool in self.pools.values() {
             pool.start();
         }
+    }
+}
+
+fn cli_info(pool: &Pool) -> CliInfo {
+    let (oldest, newest) = crate::runtime::version::tested_range(pool.config().kind);
+    let found = pool.cli();
+    CliInfo {
+        version: found.as_ref().map(|v| v.version.clone()),
+        support: found.map(|v| v.support),
+        oldest_tested: oldest.into(),
+        newest_tested: newest.into(),
+        mode: match pool.mode() {
+            ProcessMode::LongLived => "long_lived".into(),
+            ProcessMode::OneShot => "one_shot".into(),
+        },
     }
 }
 
@@ -90,6 +105,7 @@ impl Backend for LocalBackend {
                         request_timeout_secs: cfg.request_timeout_secs,
                         idle_timeout_secs: cfg.idle_timeout_secs,
                     },
+                    cli: Some(cli_info(pool)),
                     accounts: Vec::new(),
                 }
             })

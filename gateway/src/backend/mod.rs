@@ -40,9 +40,24 @@ pub struct ProviderInfo {
     pub ready_workers: usize,
     pub pool: PoolStatus,
     pub limits: Limits,
+    /// The CLI behind the provider: version, place in the tested range, and how processes
+    /// serve (`long_lived` reuse with a verified reset, or `one_shot`). For a router, as its
+    /// first reporting worker says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli: Option<CliInfo>,
     /// Router: the subscription accounts behind the provider's workers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<AccountInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CliInfo {
+    /// `None` until `--version` was read (or when it could not be).
+    pub version: Option<String>,
+    pub support: Option<crate::runtime::version::Support>,
+    pub oldest_tested: String,
+    pub newest_tested: String,
+    pub mode: String,
 }
 
 /// One subscription account of a provider, as a router sees it.

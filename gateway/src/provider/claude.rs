@@ -18,7 +18,12 @@ pub struct Claude;
 /// git instructions are off (with its default system prompt claude adds the branch and recent
 /// commit messages of a repository around its working directory; `--system-prompt` already
 /// drops them, this keeps it so).
-const LOCKDOWN_SETTINGS: &str = r#"--settings={"includeGitInstructions":false,"permissions":{"deny":["Read","Glob","Grep","LS","Edit","Write","NotebookEdit","Bash","WebFetch","WebSearch"]}}"#;
+///
+/// Both kinds of rule are needed, measured per version: on 2.1.330 a bare `Read` rule stops an
+/// `@path` mention from being read, on 2.1.197 it does not and only a path rule does
+/// (`Read(//**)`: every absolute path, which `~/…` and relative mentions resolve to). A rule
+/// naming a tool a version lacks (`LS` on 2.1.197) only prints a warning.
+const LOCKDOWN_SETTINGS: &str = r#"--settings={"includeGitInstructions":false,"permissions":{"deny":["Read","Glob","Grep","LS","Edit","Write","NotebookEdit","Bash","WebFetch","WebSearch","Read(//**)","Edit(//**)","Write(//**)","NotebookEdit(//**)"]}}"#;
 
 /// Inherited variables claude may see: its OAuth token and where its per-user state lives.
 const ALLOWED_ENV: &[&str] = &[
@@ -130,6 +135,7 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
             "init" => Some(CliEvent::Started {
                 model: str_field(&v, "model"),
                 api_key_source: str_field(&v, "apiKeySource"),
+                session_id: str_field(&v, "session_id"),
             }),
             "api_retry" => Some(CliEvent::Retrying {
                 attempt: v.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32,
@@ -150,6 +156,11 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
         "assistant" => {
             if let Some(error) = str_field(&v, "error") {
                 return Some(CliEvent::Failure(assistant_error(&error)));
+            }
+            // The CLI's own placeholder, not the model's words: 2.1.197 answers `/clear` with
+            // a `<synthetic>` message "(no content)".
+            if v.get("message")?.get("model").and_then(Value::as_str) == Some("<synthetic>") {
+                return None;
             }
             let content = v.get("message")?.get("content")?.as_array()?;
             let text: String = content
@@ -274,7 +285,8 @@ mod tests {
             vec![
                 CliEvent::Started {
                     model: Some("claude-sonnet".into()),
-                    api_key_source: Some("none".into())
+                    api_key_source: Some("none".into()),
+                    session_id: Some("s".into()),
                 },
                 CliEvent::TextDelta("Hel".into()),
                 CliEvent::AssistantText("Hello".into()),
@@ -333,6 +345,45 @@ mod tests {
     fn survives_garbage() {
         for line in ["", "not json", "{}", r#"{"type":"new_thing"}"#, "[1,2]"] {
             assert_eq!(parse_line(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_clear_on_2_1_197_reads_as_a_new_session_and_an_empty_result() {
+        // Seen on claude 2.1.197 after `/clear`: no `conversation_reset` line, a new init, a
+        // synthetic placeholder and an empty result.
+        let lines = [
+            r#"{"type":"system","subtype":"init","session_id":"b5629a17","model":"claude-sonnet-5","tools":[],"mcp_servers":[],"apiKeySource":"none"}"#,
+            r#"{"type":"assistant","message":{"id":"x","model":"<synthetic>","role":"assistant","content":[{"type":"text","text":"(no content)"}]},"session_id":"b5629a17"}"#,
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":0,"result":"","session_id":"b5629a17"}"#,
+        ];
+        let events: Vec<_> = lines.iter().filter_map(|l| parse_line(l)).collect();
+        assert!(
+            matches!(&events[0], CliEvent::Started { session_id: Some(s), .. } if s == "b5629a17")
+        );
+        assert_eq!(events.len(), 2, "the placeholder is no text: {events:?}");
+        assert!(matches!(&events[1], CliEvent::Result(r) if r.text.is_empty() && !r.is_error));
+    }
+
+    #[test]
+    fn the_lockdown_denies_file_tools_by_name_and_by_path() {
+        let settings: serde_json::Value =
+            serde_json::from_str(LOCKDOWN_SETTINGS.strip_prefix("--settings=").unwrap()).unwrap();
+        let deny: Vec<&str> = settings["permissions"]["deny"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for rule in [
+            "Read",
+            "Read(//**)",
+            "Edit(//**)",
+            "Write(//**)",
+            "Bash",
+            "WebFetch",
+        ] {
+            assert!(deny.contains(&rule), "{rule} missing from {deny:?}");
         }
     }
 }

@@ -26,6 +26,9 @@ pub enum CliEvent {
     Started {
         model: Option<String>,
         api_key_source: Option<String>,
+        /// The CLI's conversation id. A new one after a reset turn proves the reset on versions
+        /// that print no `conversation_reset` line (claude 2.1.197).
+        session_id: Option<String>,
     },
     /// A piece of the answer as the model streams it.
     TextDelta(String),

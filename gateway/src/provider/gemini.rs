@@ -171,6 +171,10 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
         "init" => Some(CliEvent::Started {
             model: v.get("model").and_then(Value::as_str).map(String::from),
             api_key_source: None,
+            session_id: v
+                .get("session_id")
+                .and_then(Value::as_str)
+                .map(String::from),
         }),
         "message" if v.get("role").and_then(Value::as_str) == Some("assistant") => {
             let text = v.get("content")?.as_str()?.to_string();

@@ -3,6 +3,7 @@
 pub mod health;
 pub mod pool;
 pub mod process;
+pub mod version;
 
 pub use health::{Health, HealthState};
 pub use pool::{Pool, PoolStatus};

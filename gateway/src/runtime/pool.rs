@@ -9,7 +9,7 @@
 //!   group.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,11 @@ pub struct Pool {
     starting: AtomicUsize,
     consecutive_failures: AtomicU32,
     health: Mutex<Health>,
+    /// Set once resets proved unverifiable: processes answer one request each.
+    one_shot: AtomicBool,
+    unverified_resets: AtomicU32,
+    /// What `<command> --version` said, read at start.
+    cli: Mutex<Option<super::version::CliVersion>>,
 }
 
 /// A snapshot for `/v1/providers` and metrics.
@@ -79,6 +84,9 @@ impl Pool {
             starting: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             health: Mutex::new(Health::default()),
+            one_shot: AtomicBool::new(false),
+            unverified_resets: AtomicU32::new(0),
+            cli: Mutex::new(None),
         })
     }
 
@@ -113,9 +121,56 @@ impl Pool {
         }
     }
 
-    /// Starts the warm processes. Call once, inside the runtime.
+    /// How processes serve now: the adapter's mode, unless resets proved unverifiable.
+    pub fn mode(&self) -> ProcessMode {
+        if self.one_shot.load(Ordering::Relaxed) {
+            ProcessMode::OneShot
+        } else {
+            self.launcher.adapter.mode()
+        }
+    }
+
+    /// The CLI's version and where it stands against the supported range, once read.
+    pub fn cli(&self) -> Option<super::version::CliVersion> {
+        self.cli.lock().expect("cli lock").clone()
+    }
+
+    /// Starts the warm processes and reads the CLI's version. Call once, inside the runtime.
     pub fn start(self: &Arc<Self>) {
         self.refill_warm();
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let kind = pool.cfg.kind;
+            let found = super::version::read(&pool.launcher.command, kind).await;
+            match &found {
+                Some(v) => {
+                    let mode = pool.mode();
+                    v.log(&pool.name, mode);
+                    pool.metrics
+                        .cli_info
+                        .with_label_values(&[&pool.name, &v.version, v.support.as_str()])
+                        .set(1);
+                }
+                None => {
+                    tracing::warn!(provider = %pool.name, command = %pool.launcher.command.display(),
+                    "cannot read the CLI's version (--version); its behaviour is checked at runtime only")
+                }
+            }
+            *pool.cli.lock().expect("cli lock") = found;
+        });
+    }
+
+    /// Resets cannot be proven on this CLI version: stop reusing processes. Each request then
+    /// takes a pre-started process that answers once, which still skips the start-up.
+    fn fall_back_to_one_shot(&self) {
+        if !self.one_shot.swap(true, Ordering::Relaxed) {
+            let version = self
+                .cli()
+                .map(|v| v.version)
+                .unwrap_or_else(|| "unknown".into());
+            tracing::warn!(provider = %self.name, %version,
+                "this CLI's reset between requests cannot be verified: serving pre-started one-shot processes instead of reusing them");
+        }
     }
 
     /// Kills every idle process; in-flight requests end when their streams are dropped.
@@ -155,7 +210,7 @@ impl Pool {
                 }
             };
             let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
-            let mode = pool.launcher.adapter.mode();
+            let mode = pool.mode();
             let adapter = pool.launcher.adapter;
             let mut first_token = true;
             let outcome: Result<Option<crate::provider::Usage>, ProviderError> = 'turn: {
@@ -200,7 +255,12 @@ impl Pool {
                                                  which would bill an API key"),
                             });
                         }
-                        CliEvent::Started { .. } | CliEvent::ConversationReset => {}
+                        CliEvent::Started { session_id, .. } => {
+                            if session_id.is_some() {
+                                process.session_id = session_id;
+                            }
+                        }
+                        CliEvent::ConversationReset => {}
                         // claude prints the deltas and then the whole message: forward the
                         // message only when no delta came before it.
                         CliEvent::AssistantText(_) if saw_text => {}
@@ -353,7 +413,7 @@ impl Pool {
         };
         // One-shot processes are used up: start their successors now. Long-lived ones come
         // back after their reset, so they are replaced only when retired.
-        if self.launcher.adapter.mode() == ProcessMode::OneShot {
+        if self.mode() == ProcessMode::OneShot {
             if *profile == self.default_profile {
                 self.refill_warm();
             } else {
@@ -428,7 +488,7 @@ impl Pool {
         }
         // Busy long-lived processes come back after their request: they count as warm, or
         // every recycle under load would start a burst of processes only to evict them.
-        let busy = match self.launcher.adapter.mode() {
+        let busy = match self.mode() {
             ProcessMode::LongLived => self.status().busy,
             ProcessMode::OneShot => 0,
         };
@@ -468,11 +528,12 @@ impl Pool {
     /// prints nothing until its first turn, so it is given a reset turn: the clean answer proves
     /// it has started up, and the next request does not pay for its start-up.
     async fn park_when_ready(&self, mut process: CliProcess) {
-        if self.launcher.adapter.mode() == ProcessMode::LongLived {
-            let line = self.launcher.adapter.reset_turn();
+        // A fresh process holds no conversation, so a clean answer is all the warm-up must
+        // show; whether this version's reset can be proven matters only between requests.
+        if let Some(line) = self.launcher.adapter.reset_turn() {
             // Start-up takes longer than a reset: allow for both.
             let limit = Duration::from_millis(self.cfg.reset_timeout_ms) + Duration::from_secs(30);
-            if !reset(&mut process, line, limit).await {
+            if reset(&mut process, Some(line), limit).await == Reset::Failed {
                 tracing::warn!(provider = %self.name, stderr = %process.stderr_tail(), "a pre-started CLI did not come up");
                 self.metrics.crashes.with_label_values(&[&self.name]).inc();
                 self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
@@ -513,7 +574,7 @@ impl Pool {
         let permit = lease.permit.take();
         drop(lease);
         process.turns += 1;
-        if self.launcher.adapter.mode() == ProcessMode::OneShot {
+        if self.mode() == ProcessMode::OneShot {
             drop(permit);
             drop(process);
             self.update_gauges();
@@ -529,19 +590,32 @@ impl Pool {
         }
         tokio::spawn(async move {
             let line = self.launcher.adapter.reset_turn();
-            let clean = reset(
+            let outcome = reset(
                 &mut process,
                 line,
                 Duration::from_millis(self.cfg.reset_timeout_ms),
             )
             .await;
             drop(permit);
-            if clean {
-                self.park(process);
-            } else {
-                tracing::warn!(provider = %self.name, pid = ?process.pid(), "reset did not come back clean; retiring the process");
-                self.retire(process, "reset_failed");
-                self.refill_warm();
+            match outcome {
+                Reset::Verified => {
+                    self.unverified_resets.store(0, Ordering::Relaxed);
+                    self.park(process);
+                }
+                Reset::Unproven => {
+                    // Clean, but nothing showed the conversation was dropped: never reuse it.
+                    self.retire(process, "reset_unverified");
+                    let n = self.unverified_resets.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n >= UNVERIFIED_RESETS_BEFORE_ONE_SHOT {
+                        self.fall_back_to_one_shot();
+                    }
+                    self.refill_warm();
+                }
+                Reset::Failed => {
+                    tracing::warn!(provider = %self.name, pid = ?process.pid(), "reset did not come back clean; retiring the process");
+                    self.retire(process, "reset_failed");
+                    self.refill_warm();
+                }
             }
         });
     }
@@ -569,32 +643,60 @@ impl Pool {
     }
 }
 
-/// Sends the adapter's reset turn and checks that it came back empty and without error. Any
-/// text, error or silence means the conversation may survive: the caller retires the process.
-async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration) -> bool {
+/// How a reset turn came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    /// Empty and clean, and the CLI showed that it dropped the conversation: it said so
+    /// (`conversation_reset`, claude 2.1.330) or started a new one (a new session id in its
+    /// init line, claude 2.1.197).
+    Verified,
+    /// Empty and clean, but nothing showed the conversation is gone.
+    Unproven,
+    /// Text, an error, silence or an exit: the conversation may survive.
+    Failed,
+}
+
+/// Resets that came back clean but unproven, in a row, after which the pool stops reusing
+/// processes and serves pre-started one-shot ones: this CLI version's reset cannot be checked.
+const UNVERIFIED_RESETS_BEFORE_ONE_SHOT: u32 = 2;
+
+/// Sends the adapter's reset turn and reads how it came back.
+async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration) -> Reset {
     let Some(line) = line else {
-        return false;
+        return Reset::Failed;
     };
     process.drain_events();
     if process.write(&line, false).await.is_err() {
-        return false;
+        return Reset::Failed;
     }
     let deadline = tokio::time::Instant::now() + limit;
-    let mut was_reset = false;
+    let before = process.session_id.clone();
+    let mut proven = false;
     loop {
         match timeout_at(deadline, process.next_event()).await {
-            Ok(Some(ProcessEvent::Cli(CliEvent::ConversationReset))) => was_reset = true,
+            Ok(Some(ProcessEvent::Cli(CliEvent::ConversationReset))) => proven = true,
+            Ok(Some(ProcessEvent::Cli(CliEvent::Started {
+                session_id: Some(id),
+                ..
+            }))) => {
+                proven |= before.as_ref().is_some_and(|b| *b != id);
+                process.session_id = Some(id);
+            }
             Ok(Some(ProcessEvent::Cli(CliEvent::Result(r)))) => {
-                return was_reset && !r.is_error && r.text.trim().is_empty();
+                return match (!r.is_error && r.text.trim().is_empty(), proven) {
+                    (true, true) => Reset::Verified,
+                    (true, false) => Reset::Unproven,
+                    (false, _) => Reset::Failed,
+                };
             }
             Ok(Some(ProcessEvent::Cli(CliEvent::TextDelta(t) | CliEvent::AssistantText(t))))
                 if !t.trim().is_empty() =>
             {
-                return false;
+                return Reset::Failed;
             }
-            Ok(Some(ProcessEvent::Cli(CliEvent::Failure(_)))) => return false,
+            Ok(Some(ProcessEvent::Cli(CliEvent::Failure(_)))) => return Reset::Failed,
             Ok(Some(ProcessEvent::Cli(_))) => {}
-            Ok(None | Some(ProcessEvent::Closed)) | Err(_) => return false,
+            Ok(None | Some(ProcessEvent::Closed)) | Err(_) => return Reset::Failed,
         }
     }
 }

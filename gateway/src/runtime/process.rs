@@ -51,6 +51,9 @@ pub struct CliProcess {
     pub profile: LaunchProfile,
     pub started: Instant,
     pub turns: u32,
+    /// The conversation id the CLI last reported (its init line); a reset must change it or
+    /// say so otherwise.
+    pub session_id: Option<String>,
     child: Child,
     pgid: Option<Pid>,
     stdin: Option<ChildStdin>,
@@ -203,6 +206,7 @@ impl Launcher {
             profile: profile.clone(),
             started: Instant::now(),
             turns: 0,
+            session_id: None,
             child,
             pgid,
             stdin,

@@ -41,6 +41,10 @@ pub enum ServiceError {
     SessionNotFound(String),
     #[error("Session '{0}' is busy with another request; retry when it has finished")]
     SessionBusy(String),
+    #[error(
+        "This API key holds its maximum of {0} sessions, all busy with a turn; retry when one has finished"
+    )]
+    SessionQuotaExceeded(usize),
     #[error("{0}")]
     SessionTooLarge(String),
     #[error("The session store is unavailable; try again shortly")]
@@ -160,7 +164,7 @@ impl ChatService {
             Some(_) => return Err(ServiceError::InvalidSessionId),
             None => session::id::generate(),
         };
-        let lock = match self.lock_session(&id, lock_ttl).await {
+        let lock = match self.lock_session(&caller.key_id, &id, lock_ttl).await {
             Ok(lock) => Some(lock),
             // Without a session asked for, a request still works while the store is down.
             Err(ServiceError::StoreUnavailable(reason)) if !client_chose => {
@@ -175,13 +179,15 @@ impl ChatService {
         };
         let guard = TurnGuard {
             store: self.store.clone(),
+            owner: caller.key_id.clone(),
             id: id.clone(),
             token,
         };
+        // The store keys sessions by owner, so this holds by construction; checked again because
+        // a session of another key must never be continued.
         if let Some(s) = &existing
             && s.owner != caller.key_id
         {
-            // 404, not 403: another key must not learn that the session exists.
             return Err(ServiceError::SessionNotFound(id));
         }
 
@@ -276,6 +282,7 @@ impl ChatService {
     /// Takes the session's lock, waiting up to `busy_wait` for a turn in progress.
     async fn lock_session(
         &self,
+        owner: &str,
         id: &str,
         lock_ttl: Duration,
     ) -> Result<session::TurnLock, ServiceError> {
@@ -285,7 +292,8 @@ impl ChatService {
             let result = self
                 .timed(
                     "begin_turn",
-                    self.store.begin_turn(id, lock_ttl, self.settings.ttl),
+                    self.store
+                        .begin_turn(owner, id, lock_ttl, self.settings.ttl),
                 )
                 .await;
             match result {
@@ -313,6 +321,7 @@ impl ChatService {
         .await
         .map_err(|e| match e {
             StoreError::LockLost => ServiceError::SessionBusy(session.id.clone()),
+            StoreError::QuotaExceeded(max) => ServiceError::SessionQuotaExceeded(max),
             e => store_error(e),
         })?;
         if is_new {
@@ -330,7 +339,7 @@ impl ChatService {
         id: &str,
     ) -> Result<SessionView, ServiceError> {
         let session = self
-            .timed("get", self.store.get(id, self.settings.ttl))
+            .timed("get", self.store.get(&caller.key_id, id, self.settings.ttl))
             .await
             .map_err(store_error)?
             .filter(|s| s.owner == caller.key_id)
@@ -339,10 +348,8 @@ impl ChatService {
     }
 
     pub async fn delete_session(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
-        // Read first: only the owner may delete, and others must not learn it exists.
-        self.get_session(caller, id).await?;
         let deleted = self
-            .timed("delete", self.store.delete(id, &caller.key_id))
+            .timed("delete", self.store.delete(&caller.key_id, id))
             .await
             .map_err(store_error)?;
         if deleted {
@@ -400,6 +407,7 @@ impl ChatService {
 fn store_error(e: StoreError) -> ServiceError {
     match e {
         StoreError::Busy | StoreError::LockLost => ServiceError::StoreUnavailable(e.to_string()),
+        StoreError::QuotaExceeded(max) => ServiceError::SessionQuotaExceeded(max),
         StoreError::Unavailable(reason) | StoreError::Corrupt(reason) => {
             tracing::warn!(%reason, "session store failure");
             ServiceError::StoreUnavailable(reason)
@@ -410,6 +418,7 @@ fn store_error(e: StoreError) -> ServiceError {
 /// Releases the session lock of a turn that ends without storing (error, cancellation).
 struct TurnGuard {
     store: Arc<dyn SessionStore>,
+    owner: String,
     id: String,
     token: Option<String>,
 }
@@ -421,9 +430,10 @@ impl Drop for TurnGuard {
         };
         let store = self.store.clone();
         let id = std::mem::take(&mut self.id);
+        let owner = std::mem::take(&mut self.owner);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = store.abort_turn(&id, &token).await {
+                if let Err(e) = store.abort_turn(&owner, &id, &token).await {
                     // The lock expires by itself; this only delays the next turn.
                     tracing::warn!(error = %e, "could not release a session lock");
                 }
@@ -499,6 +509,7 @@ mod tests {
         ProviderInfo {
             name: name.into(),
             kind: Some(ProviderKind::Claude),
+            cli: None,
             accounts: Vec::new(),
             models: models.iter().map(|m| m.to_string()).collect(),
             default_model: models[0].into(),

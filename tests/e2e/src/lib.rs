@@ -117,6 +117,9 @@ pub struct HubOptions {
     pub no_claude: bool,
     /// Overrides the scratch directory (to test an unsafe one).
     pub scratch_dir: Option<PathBuf>,
+    /// A shell filter the claude wrapper pipes the CLI's stdout through (to imitate a version
+    /// that prints other lines).
+    pub claude_stdout_filter: Option<String>,
 }
 
 impl HubOptions {
@@ -174,12 +177,15 @@ impl Hub {
         // itself strips ANTHROPIC_BASE_URL and every API key from the CLI's environment.
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
+        let run_claude = match &opts.claude_stdout_filter {
+            Some(filter) => format!("{} \"$@\" | {filter}", clis.join("claude").display()),
+            None => format!("exec {} \"$@\"", clis.join("claude").display()),
+        };
         write_script(
             &bin.join("claude"),
             &format!(
-                "#!/bin/sh\nexport ANTHROPIC_BASE_URL={}\nexec {} \"$@\"\n",
+                "#!/bin/sh\nexport ANTHROPIC_BASE_URL={}\n{run_claude}\n",
                 anthropic.base_url,
-                clis.join("claude").display()
             ),
         );
         write_script(

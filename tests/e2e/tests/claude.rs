@@ -168,6 +168,74 @@ async fn a_reused_process_carries_nothing_from_the_previous_request() {
         metrics.contains("llm_mcp_hub_process_spawns_total{provider=\"claude\"} 1"),
         "{metrics}"
     );
+    assert!(
+        !metrics.contains("process_crashes_total{provider=\"claude\"}"),
+        "{metrics}"
+    );
+    // The version in use, and that it runs in the reusing mode.
+    let installed = std::process::Command::new(e2e::cli_bin_dir().join("claude"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let installed = String::from_utf8_lossy(&installed.stdout);
+    let providers = hub.get_json("/v1/providers").await;
+    let cli = &providers["data"][0]["cli"];
+    assert_eq!(cli["mode"], "long_lived", "{providers}");
+    assert_eq!(cli["support"], "tested", "{providers}");
+    assert!(
+        installed.starts_with(cli["version"].as_str().unwrap()),
+        "{installed} vs {cli}"
+    );
+    assert!(metrics.contains(&format!(
+        "llm_mcp_hub_cli_info{{provider=\"claude\",support=\"tested\",version=\"{}\"}} 1",
+        cli["version"].as_str().unwrap()
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_that_cannot_be_verified_means_one_shot_processes_not_reuse() {
+    // A claude that acknowledges `/clear` with a clean empty result but neither says it reset
+    // (`conversation_reset`) nor starts a new conversation (same session id): the hub must not
+    // reuse such a process, and after a couple of tries stops trying, serving pre-started
+    // one-shot processes. No previous request may reach the next one either way.
+    let hub = Hub::start_with(HubOptions {
+        claude_stdout_filter: Some(
+            "sed -u -e '/\"conversation_reset\"/d' -e 's/\"session_id\":\"[^\"]*\"/\"session_id\":\"same\"/g'"
+                .into(),
+        ),
+        ..claude_only("max_concurrency = 1\nwarm_processes = 1\nmax_idle = 1")
+    })
+    .await;
+    hub.wait_idle("claude", 1).await;
+    for i in 0..4 {
+        let r = hub
+            .chat(json!({"model": "claude", "messages": [user(&format!("secret-{i}"))]}))
+            .await;
+        assert_eq!(r.status(), 200);
+        hub.wait_idle("claude", 1).await;
+    }
+    let sent = hub.anthropic.chat_requests();
+    for (i, req) in sent.iter().enumerate().skip(1) {
+        let body = req.body.to_string();
+        assert!(
+            !body.contains(&format!("secret-{}", i - 1)),
+            "request {i} carried the previous one: {body}"
+        );
+    }
+    let providers = hub.get_json("/v1/providers").await;
+    assert_eq!(
+        providers["data"][0]["cli"]["mode"], "one_shot",
+        "{providers}"
+    );
+    let metrics = hub.metrics().await;
+    assert!(
+        !metrics.contains("process_crashes_total{provider=\"claude\"}"),
+        "not a crash: {metrics}"
+    );
+    assert!(metrics.contains("reason=\"reset_unverified\""), "{metrics}");
+    // Pre-started one-shot processes still answer without a visible start-up: the last
+    // request ran on a process started before it arrived.
+    assert!(hub.log().contains("cannot be verified"), "{}", hub.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]

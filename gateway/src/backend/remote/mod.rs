@@ -266,6 +266,7 @@ fn provider_info(
         ready_workers,
         pool,
         limits: first.map(|s| s.limits.clone()).unwrap_or_default(),
+        cli: first.and_then(|s| s.cli.clone()),
         accounts: accounts.into_values().collect(),
         name,
     }
