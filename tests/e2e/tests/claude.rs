@@ -376,3 +376,70 @@ async fn the_git_repository_around_the_cli_is_not_described() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_models_tool_calls_run_nothing() {
+    // The model (scripted) asks claude to run its built-in tools on a file beside the CLI; with
+    // the lock-down the CLI must answer each call with an error, never the file.
+    let hub = Hub::start_with(claude_only("")).await;
+    let marker = "TOOL-CALL-MARKER-5e1d";
+    let root = hub.gemini_home.parent().unwrap();
+    let secret = root.join("secret.txt");
+    std::fs::write(&secret, marker).unwrap();
+    let path = secret.display().to_string();
+    let calls = [
+        ("Read", json!({"file_path": path})),
+        (
+            "Bash",
+            json!({"command": format!("cat {path}"), "description": "read"}),
+        ),
+        (
+            "Grep",
+            json!({"pattern": "MARKER", "path": root.display().to_string()}),
+        ),
+        (
+            "Glob",
+            json!({"pattern": "**/*.txt", "path": root.display().to_string()}),
+        ),
+        (
+            "WebFetch",
+            json!({"url": format!("file://{path}"), "prompt": "show"}),
+        ),
+    ];
+    for (tool, input) in calls {
+        let r = hub
+            .chat(
+                json!({"model": "claude", "messages": [user(&format!("[[tool:{tool}:{input}]]"))]}),
+            )
+            .await;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{tool}: {body}");
+        let answer = body["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(
+            answer.starts_with("tool result:"),
+            "{tool}: the CLI answered the call: {answer}"
+        );
+        assert!(!answer.contains(marker), "{tool} ran: {answer}");
+    }
+    let results: Vec<String> = hub
+        .anthropic
+        .requests()
+        .iter()
+        .filter_map(|r| r.last_tool_result())
+        .collect();
+    assert_eq!(results.len(), 5, "{results:?}");
+    for r in &results {
+        assert!(
+            r.contains("No such tool available"),
+            "the CLI did not refuse the call: {r}"
+        );
+    }
+    for req in hub.anthropic.requests() {
+        assert!(
+            !req.body.to_string().contains(marker),
+            "the file reached the model: {}",
+            req.body
+        );
+    }
+}

@@ -121,14 +121,19 @@ async fn refuses_to_run_gemini_when_its_lockdown_would_be_ignored() {
         .await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "provider_unavailable");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("lock-down")
-    );
+    // gemini 0.61 skips the file (and says so: the hub refuses); 0.45.2 reads it all the same
+    // (and the request goes out with no tools, checked below). The pinned version must refuse.
+    let pinned = std::env::var_os("LLM_MCP_HUB_TEST_CLI_BIN").is_none();
+    if pinned || status != 200 {
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "provider_unavailable");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("lock-down")
+        );
+    }
     assert!(
         hub.gemini
             .chat_requests()
@@ -293,6 +298,66 @@ async fn the_users_settings_cannot_bring_tools_back() {
             req.tool_names().is_empty(),
             "tools offered: {:?}",
             req.tool_names()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_models_tool_calls_run_nothing() {
+    // The model (scripted) asks gemini to run its built-in tools; with no core tools the CLI
+    // must not read the file beside it.
+    let hub = Hub::start_with(gemini_only("")).await;
+    let marker = "GEMINI-TOOL-MARKER-77aa";
+    let root = hub.gemini_home.parent().unwrap();
+    let secret = root.join("secret.txt");
+    std::fs::write(&secret, marker).unwrap();
+    let path = secret.display().to_string();
+    let calls = [
+        (
+            "read_file",
+            json!({"absolute_path": path, "file_path": path}),
+        ),
+        (
+            "run_shell_command",
+            json!({"command": format!("cat {path}")}),
+        ),
+        (
+            "list_directory",
+            json!({"path": root.display().to_string(), "dir_path": root.display().to_string()}),
+        ),
+        (
+            "search_file_content",
+            json!({"pattern": "MARKER", "path": root.display().to_string()}),
+        ),
+    ];
+    for (tool, input) in calls {
+        let r = hub
+            .chat(
+                json!({"model": "gemini", "messages": [user(&format!("[[tool:{tool}:{input}]]"))]}),
+            )
+            .await;
+        let body = r.text().await.unwrap();
+        assert!(!body.contains(marker), "{tool} ran: {body}");
+    }
+    for req in hub.gemini.requests() {
+        assert!(
+            !req.body.to_string().contains(marker),
+            "the file reached the model: {}",
+            req.body
+        );
+    }
+    // Each call came back to the model as "not found": the CLI had no such tool.
+    let results: Vec<String> = hub
+        .gemini
+        .requests()
+        .iter()
+        .filter_map(|r| r.last_tool_result())
+        .collect();
+    assert_eq!(results.len(), 4, "{results:?}");
+    for r in &results {
+        assert!(
+            r.contains("not found"),
+            "the CLI did not refuse the call: {r}"
         );
     }
 }

@@ -19,6 +19,10 @@ pub struct Directives {
     pub status: Option<u16>,
     /// `[[reset-in:S]]`: a 429 says the usage window resets in `S` seconds (default 3600).
     pub reset_in: Option<u64>,
+    /// `[[tool:NAME:JSON]]`: the model asks to call tool `NAME` with input `JSON` (an attack
+    /// on the lock-down: the CLI must not run it). The CLI's follow-up, carrying the tool's
+    /// result, is answered with `tool result: <that result>`.
+    pub tool: Option<(String, String)>,
 }
 
 impl Directives {
@@ -62,6 +66,10 @@ pub fn parse_directives(text: &str) -> Directives {
                 {
                     d.status = Some(n)
                 }
+            }
+            ("tool", Some(v)) => {
+                let (name, input) = v.split_once(':').unwrap_or((v, "{}"));
+                d.tool = Some((name.trim().to_string(), input.trim().to_string()));
             }
             ("reset-in", Some(v)) => {
                 if let Ok(n) = v.trim().parse() {

@@ -213,6 +213,26 @@ impl RecordedRequest {
             .collect()
     }
 
+    /// The tool result the last message carries, as text: the CLI's answer to a tool call the
+    /// model asked for (Anthropic `tool_result` block, Gemini `functionResponse` part).
+    pub fn last_tool_result(&self) -> Option<String> {
+        let (key, content_key) = match self.vendor {
+            Vendor::Anthropic => ("messages", "content"),
+            Vendor::Gemini => ("contents", "parts"),
+        };
+        let last = self.body.get(key)?.as_array()?.last()?;
+        let blocks = last.get(content_key)?.as_array()?;
+        blocks.iter().find_map(|b| match self.vendor {
+            Vendor::Anthropic => (b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                .then(|| match b.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => block_texts(other).join("\n"),
+                    None => String::new(),
+                }),
+            Vendor::Gemini => b.get("functionResponse").map(|r| r.to_string()),
+        })
+    }
+
     /// Text of the last `user` message ("" when there is none).
     pub fn last_user_text(&self) -> String {
         self.messages()

@@ -353,6 +353,13 @@ fn anthropic_messages(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     if let Some(s) = d.status {
         return anthropic_status(s, d.reset_in);
     }
+    if let Some(result) = rec.last_tool_result() {
+        deltas = vec![format!("tool result: {result}")];
+    } else if let Some((name, input)) = &d.tool
+        && rec.is_streaming()
+    {
+        return anthropic_tool_use(rec, name, input);
+    }
     if let Some(schema) = rec.output_schema() {
         deltas = vec![json_answer(schema)];
     }
@@ -428,6 +435,50 @@ fn anthropic_messages(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     resp
 }
 
+/// A streamed answer that asks for one tool call.
+fn anthropic_tool_use(rec: &RecordedRequest, name: &str, input: &str) -> Response {
+    let model = rec.model().unwrap_or_else(|| "claude-fake".into());
+    let ev = |n: &str, data: Value| Bytes::from(format!("event: {n}\ndata: {data}\n\n"));
+    let frames = vec![
+        ev(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": format!("msg_tool{:x}", now_nanos()),
+                "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ),
+        ev(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block":
+                {"type": "tool_use", "id": format!("toolu_fake{:x}", now_nanos()), "name": name, "input": {}}}),
+        ),
+        ev(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "input_json_delta", "partial_json": input}}),
+        ),
+        ev(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        ev(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                   "usage": {"output_tokens": 5}}),
+        ),
+        ev("message_stop", json!({"type": "message_stop"})),
+    ];
+    sse_response(StreamPlan {
+        head: vec![],
+        cut_first: frames[0].clone(),
+        deltas: frames,
+        tail: vec![],
+        delay: None,
+        stall: false,
+        drop: false,
+    })
+}
+
 fn now_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -499,6 +550,29 @@ fn gemini_generate(rec: &RecordedRequest, forced: Option<&str>) -> Response {
         return gemini_status(s);
     }
     let model = rec.model().unwrap_or_else(|| "gemini-fake".into());
+    if let Some(result) = rec.last_tool_result() {
+        deltas = vec![format!("tool result: {result}")];
+    } else if let Some((name, input)) = &d.tool {
+        let args: Value = serde_json::from_str(input).unwrap_or_else(|_| json!({}));
+        let call = json!({"candidates": [{"content": {"role": "model",
+            "parts": [{"functionCall": {"name": name, "args": args}}]},
+            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
+            "modelVersion": model});
+        if !rec.is_streaming() {
+            return json_response(StatusCode::OK, call);
+        }
+        let frame = Bytes::from(format!("data: {call}\r\n\r\n"));
+        return sse_response(StreamPlan {
+            head: vec![],
+            deltas: vec![frame.clone()],
+            cut_first: frame,
+            tail: vec![],
+            delay: None,
+            stall: false,
+            drop: false,
+        });
+    }
     // Helper calls that ask for JSON (next-speaker check, model routing) get a JSON answer.
     if let Some(schema) = rec.output_schema() {
         deltas = vec![json_answer(schema)];
