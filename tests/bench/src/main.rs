@@ -8,6 +8,9 @@
 //! 3. 16 concurrent clients over the real claude warm pool versus 16 long-lived real claude
 //!    processes driven directly.
 //! 4. The hub's memory (its own process only): idle with the warm pool up, and peak.
+//! 5. Cluster mode (`router` module): a router over workers that run fake-claude — the latency
+//!    the router adds over driving the workers directly, its idle memory, and many concurrent
+//!    slow streams through one router.
 //!
 //! Traffic goes to 127.0.0.1 only; every loop is bounded by a request count or a deadline.
 
@@ -15,6 +18,7 @@ mod client;
 mod direct;
 mod hub;
 mod load;
+mod router;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -81,7 +85,35 @@ struct Args {
     /// Turns (each followed by `/clear`) timed for CPU in scenario 4.
     #[arg(long, default_value_t = 40)]
     cpu_turns: usize,
-    /// Scenarios to leave out: ttft, fake, real, cpu.
+    /// Workers behind the router in the cluster scenario.
+    #[arg(long, default_value_t = 2)]
+    router_workers: usize,
+    /// Concurrent clients of the router-added latency runs (router vs workers driven directly).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
+    router_levels: Vec<usize>,
+    /// Client counts run again with a pause between a client's requests (`--router-think-ms`),
+    /// below saturation of the cores.
+    #[arg(long, value_delimiter = ',', default_values_t = [16usize])]
+    router_paced_levels: Vec<usize>,
+    /// The pause of the paced runs (not part of the measured latency).
+    #[arg(long, default_value_t = 20)]
+    router_think_ms: u64,
+    /// Concurrent slow streams through one router.
+    #[arg(long, default_value_t = 1000)]
+    router_streams: usize,
+    /// Words of each slow stream (one delta each).
+    #[arg(long, default_value_t = 20)]
+    router_stream_words: usize,
+    /// Pause between two words of a slow stream.
+    #[arg(long, default_value_t = 500)]
+    router_stream_delay_ms: u64,
+    /// Time a slow stream may take beyond its nominal length before it counts as failed.
+    #[arg(long, default_value_t = 60.0)]
+    router_stream_slack_secs: f64,
+    /// Extra top-level TOML lines for the router (e.g. `[routing]` settings).
+    #[arg(long, default_value = "")]
+    router_extra: String,
+    /// Scenarios to leave out: ttft, fake, real, cpu, router.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Writes every number as JSON here.
@@ -266,12 +298,22 @@ async fn main() -> anyhow::Result<()> {
             .map_or_else(|| next_to_exe("fake-claude"), Ok)?,
         "build it with `cargo build --release -p bench`",
     )?;
-    let clis = must_exist(
-        args.cli_dir.clone().unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/node_modules/.bin")
-        }),
-        "install the pinned CLIs with `npm ci --prefix tests/cli`",
-    )?;
+    let clis = args
+        .cli_dir
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/node_modules/.bin"));
+    // Only the scenarios over the real CLIs need them.
+    let real_clis = ["ttft", "real", "cpu"]
+        .iter()
+        .any(|s| !args.skip.iter().any(|k| k == s));
+    let clis = if real_clis {
+        must_exist(
+            clis,
+            "install the pinned CLIs with `npm ci --prefix tests/cli`",
+        )?
+    } else {
+        clis
+    };
     let work = args
         .work_dir
         .clone()
@@ -362,6 +404,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if !env.args.skip.iter().any(|s| s == "cpu") {
         report["cpu"] = scenario_cpu(&env).await?;
+    }
+    if !env.args.skip.iter().any(|s| s == "router") {
+        report["router"] = router::scenario_router(&env).await?;
     }
     report["loadavg_end"] = json!(loadavg());
     report["wall_s"] = json!(started().elapsed().as_secs_f64());
@@ -883,4 +928,78 @@ fn print_report(r: &Value) {
             f(&c["saturated_latency_floor_ms"])
         );
     }
+    if let Some(ro) = r.get("router") {
+        print_router(ro);
+    }
+}
+
+fn print_router(ro: &Value) {
+    println!(
+        "\n## 5. Router over {} workers running fake-claude\n",
+        ro["workers"]
+    );
+    println!(
+        "router RSS idle (workers discovered): {:.1} MiB (HWM {:.1} MiB)\n",
+        f(&ro["router_mem_idle"]["rss_mib"]),
+        f(&ro["router_mem_idle"]["hwm_mib"])
+    );
+    println!(
+        "| clients | pause | path | TTFT p50 | TTFT p99 | total p50 | total p99 | req/s | n | errors | router CPU/req | workers CPU/req |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for l in ro["levels"].as_array().into_iter().flatten() {
+        for (name, key, cpu) in [
+            ("direct (worker protocol)", "direct", "direct_cpu"),
+            ("through the router", "router", "router_cpu"),
+        ] {
+            let v = &l[key];
+            println!(
+                "| {} | {} ms | {name} | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | {:.0} | {} | {} | {:.0} µs | {:.0} µs |",
+                l["clients"],
+                l["pause_ms"],
+                f(&v["ttft"]["p50_ms"]),
+                f(&v["ttft"]["p99_ms"]),
+                f(&v["total"]["p50_ms"]),
+                f(&v["total"]["p99_ms"]),
+                f(&v["rps"]),
+                v["ok"],
+                v["errors"],
+                f(&l[cpu]["router_cpu_us_per_request"]),
+                f(&l[cpu]["workers_cpu_us_per_request"])
+            );
+        }
+        let ad = &l["added"];
+        println!(
+            "| {} | {} ms | **router-added** | {:.3} ms | {:.3} ms | {:.3} ms | {:.3} ms | | | | | |",
+            l["clients"],
+            l["pause_ms"],
+            f(&ad["ttft_p50_ms"]),
+            f(&ad["ttft_p99_ms"]),
+            f(&ad["total_p50_ms"]),
+            f(&ad["total_p99_ms"])
+        );
+    }
+    let st = &ro["streams"];
+    println!(
+        "\n{} slow streams ({} words, {} ms apart): {} complete and correct, {} wrong text, errors {}; peak open {}, peak streaming at once {}; TTFT p50 {:.0} ms p99 {:.0} ms, total p50 {:.0} ms p99 {:.0} ms; wall {:.1} s",
+        st["streams"],
+        st["words"],
+        st["delay_ms"],
+        st["ok"],
+        st["wrong_text"],
+        st["errors"],
+        st["peak_open_requests"],
+        st["peak_streaming_at_once"],
+        f(&st["ttft"]["p50_ms"]),
+        f(&st["ttft"]["p99_ms"]),
+        f(&st["total"]["p50_ms"]),
+        f(&st["total"]["p99_ms"]),
+        f(&st["wall_s"])
+    );
+    println!(
+        "router RSS before {:.1} MiB, peak sampled {:.1} MiB, HWM {:.1} MiB; router CPU {:.2} s for the streams",
+        f(&st["router_mem_before"]["rss_mib"]),
+        f(&st["router_peak_rss_sampled_mib"]),
+        f(&st["router_mem_after"]["hwm_mib"]),
+        f(&st["cpu"]["router_cpu_s"])
+    );
 }
