@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Kubernetes part of the test suite: builds the control plane (build.sh), starts it on
 # 127.0.0.1 (plane.sh), runs checks.sh (CRDs, examples, CEL rules, helm, operator processes,
-# RBAC) and the operator's e2e_cluster tests against it, and stops it, also on failure or Ctrl-C.
+# RBAC), the operator's e2e_cluster tests and the router's Kubernetes discovery (tests/e2e
+# contract.rs) against it, and stops it, also on failure or Ctrl-C.
 # Needs go (1.25 or newer), openssl, curl, python3 and cargo.
 set -euo pipefail
 
@@ -41,5 +42,12 @@ t3=$SECONDS
 helm install e2e charts/llm-mcp-hub --namespace llm-mcp-hub-e2e --create-namespace >/dev/null
 LLM_MCP_HUB_E2E_CLUSTER=1 LLM_MCP_HUB_E2E_OPERATOR_SA=llm-mcp-hub-e2e/e2e-operator \
   cargo test -p llm-mcp-hub-operator --test e2e_cluster -- --nocapture || rc=1
-echo "== e2e_cluster took $((SECONDS - t3))s; the Kubernetes part $((SECONDS - t0))s in all"
+echo "== e2e_cluster took $((SECONDS - t3))s"
+
+# The router, started exactly as the operator deploys it, discovers workers through this API
+# server (its EndpointSlices), acting as its ServiceAccount. Needs root for a veth pair: the API
+# server refuses loopback endpoint addresses.
+t4=$SECONDS
+LLM_MCP_HUB_E2E_KUBE=1 cargo test -p e2e --test contract -- --nocapture || rc=1
+echo "== router discovery took $((SECONDS - t4))s; the Kubernetes part $((SECONDS - t0))s in all"
 exit "$rc"
