@@ -107,6 +107,13 @@ impl From<&ServiceError> for ClientError {
             ServiceError::SessionBusy(_) => {
                 ClientError::of(409, "conflict_error", "session_busy", None, message)
             }
+            ServiceError::SessionQuotaExceeded(_) => ClientError::of(
+                429,
+                "rate_limit_error",
+                "session_quota_exceeded",
+                None,
+                message,
+            ),
             ServiceError::SessionTooLarge(_) => {
                 ClientError::of(413, invalid, "session_too_large", None, message)
             }

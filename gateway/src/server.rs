@@ -311,7 +311,10 @@ async fn session_store(
         spawn_sweeper(&store, config, metrics, |_| {});
         return Ok(store);
     }
-    let store = Arc::new(MemoryStore::with_capacity(config.session_max_count));
+    let store = Arc::new(MemoryStore::with_limits(
+        config.session_max_count,
+        config.session_max_per_key,
+    ));
     let evicted = metrics.sessions_evicted.clone();
     spawn_sweeper(&store, config, metrics, move |store: &MemoryStore| {
         evicted.set(store.evicted() as i64)

@@ -38,9 +38,13 @@ pub struct Config {
     pub session_max_messages: usize,
     /// Bytes of stored JSON a session may hold (413 above, nothing stored).
     pub session_max_bytes: usize,
-    /// Sessions the in-memory store keeps at most; beyond it the least recently used one is
-    /// dropped (each request without `X-Session-ID` creates a session).
+    /// Sessions the in-memory store keeps at most; beyond it the least recently used session of
+    /// the key holding the most is dropped (each request without `X-Session-ID` creates one).
     pub session_max_count: usize,
+    /// Sessions one hub key keeps at most in the in-memory store; beyond it that key's own least
+    /// recently used session is dropped (never another key's), and when every one of them is in a
+    /// turn a new session gets 429 `session_quota_exceeded`.
+    pub session_max_per_key: usize,
     /// How long a turn waits for another turn on the same session before 409.
     pub session_busy_wait_ms: u64,
     /// How often expired sessions are swept from the store and counted in
@@ -205,6 +209,7 @@ impl Default for Config {
             session_max_messages: 1000,
             session_max_bytes: 2 * 1024 * 1024,
             session_max_count: 10_000,
+            session_max_per_key: 1000,
             session_busy_wait_ms: 10_000,
             session_sweep_secs: 30,
             mcp_max_sessions: 1000,
@@ -303,6 +308,7 @@ const ENV_KEYS: &[&str] = &[
     "session_max_messages",
     "session_max_bytes",
     "session_max_count",
+    "session_max_per_key",
     "session_busy_wait_ms",
     "session_sweep_secs",
     "mcp_max_sessions",

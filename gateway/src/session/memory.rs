@@ -8,6 +8,13 @@ use async_trait::async_trait;
 
 use super::{Session, SessionStore, SessionSummary, StoreError, TurnLock};
 
+/// Sessions are keyed by (owner, id): each key has its own namespace of ids.
+type Key = (String, String);
+
+fn key(owner: &str, id: &str) -> Key {
+    (owner.to_string(), id.to_string())
+}
+
 struct Entry {
     session: Option<Session>,
     expires: Instant,
@@ -15,15 +22,19 @@ struct Entry {
 }
 
 pub struct MemoryStore {
-    entries: Mutex<HashMap<String, Entry>>,
-    /// Sessions kept at most; a new one beyond it evicts the least recently used.
+    entries: Mutex<HashMap<Key, Entry>>,
+    /// Sessions kept at most; a new one beyond it evicts the least recently used session of the
+    /// key that holds the most.
     capacity: usize,
+    /// Sessions one key keeps at most; a new one beyond it evicts that key's own least recently
+    /// used session, never another key's.
+    per_key: usize,
     evicted: std::sync::atomic::AtomicU64,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore::with_capacity(usize::MAX)
+        MemoryStore::with_limits(usize::MAX, usize::MAX)
     }
 }
 
@@ -35,9 +46,16 @@ impl MemoryStore {
     /// A store of at most `capacity` sessions: every request without `X-Session-ID` creates
     /// one, so stateless traffic must not grow memory without bound for a whole TTL.
     pub fn with_capacity(capacity: usize) -> MemoryStore {
+        MemoryStore::with_limits(capacity, usize::MAX)
+    }
+
+    /// At most `capacity` sessions in all and `per_key` for any one key, so that one key's
+    /// traffic cannot push every other key's sessions out.
+    pub fn with_limits(capacity: usize, per_key: usize) -> MemoryStore {
         MemoryStore {
             entries: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            per_key: per_key.max(1),
             evicted: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -75,24 +93,51 @@ impl MemoryStore {
 }
 
 impl MemoryStore {
-    /// Before a new session is stored at capacity: drops the one whose use lies furthest back
-    /// (its expiry is the earliest). Sessions in a turn are left alone.
-    fn make_room(&self, entries: &mut HashMap<String, Entry>, now: Instant) {
-        // The map holds at least every stored session: below capacity there is nothing to scan.
-        if entries.len() <= self.capacity
-            || entries.values().filter(|e| live(e, now).is_some()).count() < self.capacity
-        {
-            return;
+    /// Before `owner` stores a new session: at its quota, drops its own least recently used
+    /// session (its expiry is the earliest); at the store's capacity, drops the least recently
+    /// used session of the key holding the most. Sessions in a turn are left alone: when all of
+    /// the owner's are, its quota cannot be kept and the new session is refused.
+    fn make_room(
+        &self,
+        entries: &mut HashMap<Key, Entry>,
+        owner: &str,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        // The map holds at least every stored session: below both limits nothing is scanned.
+        if entries.len() >= self.capacity.min(self.per_key) {
+            for ((o, _), e) in entries.iter() {
+                if live(e, now).is_some() {
+                    *counts.entry(o.as_str()).or_default() += 1;
+                }
+            }
         }
+        let mine = counts.get(owner).copied().unwrap_or(0);
+        let total: usize = counts.values().sum();
+        let victim_owner = if mine >= self.per_key {
+            owner.to_string()
+        } else if total >= self.capacity {
+            match counts.iter().max_by_key(|(o, n)| (**n, *o)) {
+                Some((o, _)) => o.to_string(),
+                None => return Ok(()),
+            }
+        } else {
+            return Ok(());
+        };
         let oldest = entries
             .iter()
-            .filter(|(_, e)| live(e, now).is_some() && e.lock.is_none())
+            .filter(|((o, _), e)| *o == victim_owner && live(e, now).is_some() && e.lock.is_none())
             .min_by_key(|(_, e)| e.expires)
-            .map(|(id, _)| id.clone());
-        if let Some(id) = oldest {
-            entries.remove(&id);
-            self.evicted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(k) => {
+                entries.remove(&k);
+                self.evicted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            None if mine >= self.per_key => Err(StoreError::QuotaExceeded(self.per_key)),
+            None => Ok(()),
         }
     }
 }
@@ -105,13 +150,14 @@ fn live(entry: &Entry, now: Instant) -> Option<&Session> {
 impl SessionStore for MemoryStore {
     async fn begin_turn(
         &self,
+        owner: &str,
         id: &str,
         lock_ttl: Duration,
         ttl: Duration,
     ) -> Result<TurnLock, StoreError> {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("session map lock");
-        let entry = entries.entry(id.to_string()).or_insert(Entry {
+        let entry = entries.entry(key(owner, id)).or_insert(Entry {
             session: None,
             expires: now,
             lock: None,
@@ -137,39 +183,46 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = Instant::now();
+        let k = key(&session.owner, &session.id);
         let mut entries = self.entries.lock().expect("session map lock");
-        let entry = entries.get(&session.id).ok_or(StoreError::LockLost)?;
+        let entry = entries.get(&k).ok_or(StoreError::LockLost)?;
         match &entry.lock {
             Some((t, until)) if t == token && *until > now => {}
             _ => return Err(StoreError::LockLost),
         }
         if live(entry, now).is_none() {
-            self.make_room(&mut entries, now);
+            self.make_room(&mut entries, &session.owner, now)?;
         }
-        let entry = entries.get_mut(&session.id).ok_or(StoreError::LockLost)?;
+        let entry = entries.get_mut(&k).ok_or(StoreError::LockLost)?;
         entry.session = Some(session.clone());
         entry.expires = now + ttl;
         entry.lock = None;
         Ok(())
     }
 
-    async fn abort_turn(&self, id: &str, token: &str) -> Result<(), StoreError> {
+    async fn abort_turn(&self, owner: &str, id: &str, token: &str) -> Result<(), StoreError> {
+        let k = key(owner, id);
         let mut entries = self.entries.lock().expect("session map lock");
-        if let Some(entry) = entries.get_mut(id)
+        if let Some(entry) = entries.get_mut(&k)
             && entry.lock.as_ref().is_some_and(|(t, _)| t == token)
         {
             entry.lock = None;
             if entry.session.is_none() {
-                entries.remove(id);
+                entries.remove(&k);
             }
         }
         Ok(())
     }
 
-    async fn get(&self, id: &str, ttl: Duration) -> Result<Option<Session>, StoreError> {
+    async fn get(
+        &self,
+        owner: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<Option<Session>, StoreError> {
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("session map lock");
-        let Some(entry) = entries.get_mut(id) else {
+        let Some(entry) = entries.get_mut(&key(owner, id)) else {
             return Ok(None);
         };
         let session = live(entry, now).cloned();
@@ -179,16 +232,17 @@ impl SessionStore for MemoryStore {
         Ok(session)
     }
 
-    async fn delete(&self, id: &str, _owner: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, owner: &str, id: &str) -> Result<bool, StoreError> {
         let now = Instant::now();
+        let k = key(owner, id);
         let mut entries = self.entries.lock().expect("session map lock");
-        let Some(entry) = entries.get_mut(id) else {
+        let Some(entry) = entries.get_mut(&k) else {
             return Ok(false);
         };
         let existed = live(entry, now).is_some();
         entry.session = None;
         if entry.lock.is_none() {
-            entries.remove(id);
+            entries.remove(&k);
         }
         Ok(existed)
     }
@@ -202,9 +256,9 @@ impl SessionStore for MemoryStore {
         let now = Instant::now();
         let entries = self.entries.lock().expect("session map lock");
         let mut mine: Vec<SessionSummary> = entries
-            .values()
-            .filter_map(|e| live(e, now))
-            .filter(|s| s.owner == owner)
+            .iter()
+            .filter(|((o, _), _)| o == owner)
+            .filter_map(|(_, e)| live(e, now))
             .map(SessionSummary::from)
             .collect();
         mine.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
@@ -226,6 +280,7 @@ impl SessionStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conformance::store_one;
     use super::*;
 
     #[tokio::test]
@@ -238,23 +293,88 @@ mod tests {
         let store = MemoryStore::with_capacity(2);
         let ttl = Duration::from_secs(60);
         for id in ["first-one", "second-one"] {
-            super::super::conformance::store_one(&store, id, "k", ttl).await;
+            store_one(&store, id, "k", ttl).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Using the first one makes the second the least recently used.
-        assert!(store.get("first-one", ttl).await.unwrap().is_some());
-        super::super::conformance::store_one(&store, "third-one", "k", ttl).await;
-        assert!(store.get("second-one", ttl).await.unwrap().is_none());
-        assert!(store.get("first-one", ttl).await.unwrap().is_some());
-        assert!(store.get("third-one", ttl).await.unwrap().is_some());
+        assert!(store.get("k", "first-one", ttl).await.unwrap().is_some());
+        store_one(&store, "third-one", "k", ttl).await;
+        assert!(store.get("k", "second-one", ttl).await.unwrap().is_none());
+        assert!(store.get("k", "first-one", ttl).await.unwrap().is_some());
+        assert!(store.get("k", "third-one", ttl).await.unwrap().is_some());
         assert_eq!(store.evicted(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_key_cannot_push_out_another_keys_sessions() {
+        let store = MemoryStore::with_limits(10, 3);
+        let ttl = Duration::from_secs(60);
+        store_one(&store, "victim-session", "victim", ttl).await;
+        for i in 0..50 {
+            store_one(&store, &format!("flood-{i:04}"), "flooder", ttl).await;
+        }
+        assert!(
+            store
+                .get("victim", "victim-session", ttl)
+                .await
+                .unwrap()
+                .is_some(),
+            "another key's traffic evicted this key's session"
+        );
+        // The flooder keeps its quota: its own most recent sessions.
+        let flooder = store.list("flooder", 0, 100).await.unwrap();
+        assert_eq!(flooder.len(), 3);
+        assert!(
+            store
+                .get("flooder", "flood-0049", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn at_capacity_the_key_holding_the_most_gives_way() {
+        let store = MemoryStore::with_limits(4, 3);
+        let ttl = Duration::from_secs(60);
+        store_one(&store, "a-session-1", "a", ttl).await;
+        for i in 0..3 {
+            store_one(&store, &format!("b-session-{i}"), "b", ttl).await;
+        }
+        store_one(&store, "c-session-1", "c", ttl).await;
+        assert!(store.get("a", "a-session-1", ttl).await.unwrap().is_some());
+        assert!(store.get("c", "c-session-1", ttl).await.unwrap().is_some());
+        assert_eq!(store.list("b", 0, 10).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_quota_full_of_turns_in_progress_refuses_a_new_session() {
+        let store = MemoryStore::with_limits(100, 1);
+        let ttl = Duration::from_secs(60);
+        store_one(&store, "held-session", "k", ttl).await;
+        let held = store
+            .begin_turn("k", "held-session", ttl, ttl)
+            .await
+            .unwrap();
+        let lock = store
+            .begin_turn("k", "new-session", ttl, ttl)
+            .await
+            .unwrap();
+        let session = super::super::conformance::session("new-session", "k", &["hi"]);
+        assert_eq!(
+            store.commit_turn(&session, &lock.token, ttl).await,
+            Err(StoreError::QuotaExceeded(1))
+        );
+        store
+            .abort_turn("k", "held-session", &held.token)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn sweep_frees_expired_sessions() {
         let store = MemoryStore::new();
-        super::super::conformance::store_one(&store, "sweep-me-1", "k", Duration::from_millis(10))
-            .await;
+        store_one(&store, "sweep-me-1", "k", Duration::from_millis(10)).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert_eq!(store.sweep(), 1);
         assert!(store.is_empty());

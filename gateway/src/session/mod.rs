@@ -19,8 +19,10 @@ use crate::provider::Message;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
-/// Version of the stored JSON; part of every Redis key.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the stored layout (the Redis key format and the JSON); part of every Redis key.
+/// 2: sessions are keyed by their owner as well as their id (v1 keys are not read: sessions
+/// are ephemeral, so an upgrade only starts them afresh).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
@@ -88,20 +90,28 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored session is unreadable: {0}")]
     Corrupt(String),
+    /// The owner holds its quota of sessions, all of them in a turn (none can make room).
+    #[error("the key holds its maximum of {0} sessions")]
+    QuotaExceeded(usize),
 }
 
+/// Sessions are keyed by owner (the hub key id) and id together: each key has its own
+/// namespace of ids, so another key can neither read, lock, refresh nor learn of a session, and
+/// the same client-chosen id used by two keys names two sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Takes the session's turn lock (for `lock_ttl`) and reads the session, refreshing its
     /// TTL. `Busy` when another turn holds the lock.
     async fn begin_turn(
         &self,
+        owner: &str,
         id: &str,
         lock_ttl: Duration,
         ttl: Duration,
     ) -> Result<TurnLock, StoreError>;
-    /// Writes the session, refreshes its TTL and releases the lock, all at once; `LockLost`
-    /// (and nothing written) if the lock is no longer this turn's.
+    /// Writes the session (under `session.owner` and `session.id`), refreshes its TTL and
+    /// releases the lock, all at once; `LockLost` (and nothing written) if the lock is no longer
+    /// this turn's.
     async fn commit_turn(
         &self,
         session: &Session,
@@ -109,11 +119,16 @@ pub trait SessionStore: Send + Sync {
         ttl: Duration,
     ) -> Result<(), StoreError>;
     /// Releases the lock without writing.
-    async fn abort_turn(&self, id: &str, token: &str) -> Result<(), StoreError>;
+    async fn abort_turn(&self, owner: &str, id: &str, token: &str) -> Result<(), StoreError>;
     /// Reads a session, refreshing its TTL.
-    async fn get(&self, id: &str, ttl: Duration) -> Result<Option<Session>, StoreError>;
+    async fn get(
+        &self,
+        owner: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<Option<Session>, StoreError>;
     /// Deletes a session; false when it did not exist.
-    async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError>;
+    async fn delete(&self, owner: &str, id: &str) -> Result<bool, StoreError>;
     /// The owner's sessions, most recently used first.
     async fn list(
         &self,

@@ -1,6 +1,9 @@
 //! Sessions in Redis, shared by every hub replica.
 //!
-//! Keys are namespaced and versioned (`llm-mcp-hub:v1:…`). A turn costs two round trips: a
+//! Keys are namespaced and versioned (`llm-mcp-hub:v2:…`), and a session's keys name its owner
+//! as well as its id (`…:session:<hex owner>:<id>`), so each hub key has its own namespace of
+//! session ids. The owner is hex-encoded: key ids are free text, and a `:` in one must not
+//! reach into another key's namespace. A turn costs two round trips: a
 //! script that takes the lock and reads the session, and a script that writes it, indexes it
 //! for its owner and releases the lock. Every command has a timeout, and the connection manager
 //! reconnects by itself when Redis comes back.
@@ -34,33 +37,33 @@ end
 return {0, false}
 "#;
 
-/// Writes the session, its owner index and its deadline in the ledger (KEYS[4]), then releases
-/// the lock, if the lock is ours.
+/// Writes the session, its owner index (KEYS[3], member: the id) and its deadline in the ledger
+/// (KEYS[4], member: owner and id), then releases the lock, if the lock is ours.
 const COMMIT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7])
 redis.call('DEL', KEYS[1])
 return 1
 "#;
 
-/// Removes up to ARGV[2] ledger (KEYS[1]) entries due by ARGV[1] whose session (ARGV[3] .. id)
+/// Removes up to ARGV[2] ledger (KEYS[1]) entries due by ARGV[1] whose session (ARGV[3] .. member)
 /// is gone, and returns {removed, due}. A session still present had its deadline moved without
 /// the ledger (a write by an older hub): its entry is brought up to date instead.
 const SWEEP: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local removed = 0
-for _, id in ipairs(due) do
-  local pttl = redis.call('PTTL', ARGV[3] .. id)
+for _, m in ipairs(due) do
+  local pttl = redis.call('PTTL', ARGV[3] .. m)
   if pttl == -2 then
-    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[1], m)
     removed = removed + 1
   elseif pttl == -1 then
-    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[1], m)
   else
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + pttl, id)
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + pttl, m)
   end
 end
 return {removed, #due}
@@ -124,18 +127,24 @@ impl RedisStore {
         })
     }
 
-    fn session_key(&self, id: &str) -> String {
-        format!("{}:session:{id}", self.prefix)
+    fn session_key(&self, owner: &str, id: &str) -> String {
+        format!("{}:session:{}", self.prefix, member(owner, id))
     }
-    fn lock_key(&self, id: &str) -> String {
-        format!("{}:lock:{id}", self.prefix)
+    fn lock_key(&self, owner: &str, id: &str) -> String {
+        format!("{}:lock:{}", self.prefix, member(owner, id))
     }
     fn owner_key(&self, owner: &str) -> String {
-        format!("{}:owner:{owner}", self.prefix)
+        format!("{}:owner:{}", self.prefix, hex::encode(owner))
     }
     fn ledger_key(&self) -> String {
         format!("{}:expiries", self.prefix)
     }
+}
+
+/// A session's name within the store: its owner (hex, so free of `:`) and its id. It is the
+/// ledger's member, and the session key's suffix (the sweep script joins the two).
+fn member(owner: &str, id: &str) -> String {
+    format!("{}:{id}", hex::encode(owner))
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -159,6 +168,7 @@ fn deadline(ttl: Duration) -> i64 {
 impl SessionStore for RedisStore {
     async fn begin_turn(
         &self,
+        owner: &str,
         id: &str,
         lock_ttl: Duration,
         ttl: Duration,
@@ -167,14 +177,14 @@ impl SessionStore for RedisStore {
         let mut conn = self.conn.clone();
         let (locked, json): (i64, Option<String>) = self
             .begin
-            .key(self.lock_key(id))
-            .key(self.session_key(id))
+            .key(self.lock_key(owner, id))
+            .key(self.session_key(owner, id))
             .key(self.ledger_key())
             .arg(&token)
             .arg(ms(lock_ttl))
             .arg(ms(ttl))
             .arg(deadline(ttl))
-            .arg(id)
+            .arg(member(owner, id))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -196,8 +206,8 @@ impl SessionStore for RedisStore {
         let mut conn = self.conn.clone();
         let done: i64 = self
             .commit
-            .key(self.lock_key(&session.id))
-            .key(self.session_key(&session.id))
+            .key(self.lock_key(&session.owner, &session.id))
+            .key(self.session_key(&session.owner, &session.id))
             .key(self.owner_key(&session.owner))
             .key(self.ledger_key())
             .arg(token)
@@ -206,6 +216,7 @@ impl SessionStore for RedisStore {
             .arg(session.updated_at)
             .arg(&session.id)
             .arg(deadline(ttl))
+            .arg(member(&session.owner, &session.id))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -216,11 +227,11 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn abort_turn(&self, id: &str, token: &str) -> Result<(), StoreError> {
+    async fn abort_turn(&self, owner: &str, id: &str, token: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: i64 = self
             .abort
-            .key(self.lock_key(id))
+            .key(self.lock_key(owner, id))
             .arg(token)
             .invoke_async(&mut conn)
             .await
@@ -228,28 +239,33 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn get(&self, id: &str, ttl: Duration) -> Result<Option<Session>, StoreError> {
+    async fn get(
+        &self,
+        owner: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<Option<Session>, StoreError> {
         let mut conn = self.conn.clone();
         let json: Option<String> = self
             .read
-            .key(self.session_key(id))
+            .key(self.session_key(owner, id))
             .key(self.ledger_key())
             .arg(ms(ttl))
             .arg(deadline(ttl))
-            .arg(id)
+            .arg(member(owner, id))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         json.as_deref().map(decode).transpose()
     }
 
-    async fn delete(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+    async fn delete(&self, owner: &str, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let (deleted, _, _): (i64, i64, i64) = redis::pipe()
             .atomic()
-            .del(self.session_key(id))
+            .del(self.session_key(owner, id))
             .zrem(self.owner_key(owner), id)
-            .zrem(self.ledger_key(), id)
+            .zrem(self.ledger_key(), member(owner, id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -276,7 +292,7 @@ impl SessionStore for RedisStore {
             if ids.is_empty() {
                 break;
             }
-            let keys: Vec<String> = ids.iter().map(|id| self.session_key(id)).collect();
+            let keys: Vec<String> = ids.iter().map(|id| self.session_key(owner, id)).collect();
             let jsons: Vec<Option<String>> = conn.mget(&keys).await.map_err(unavailable)?;
             let mut gone = Vec::new();
             for (id, json) in ids.iter().zip(jsons) {
@@ -295,7 +311,7 @@ impl SessionStore for RedisStore {
 
     async fn sweep_expired(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
-        let session_prefix = self.session_key("");
+        let session_prefix = format!("{}:session:", self.prefix);
         let mut expired = 0;
         loop {
             let (removed, due): (u64, usize) = self

@@ -26,7 +26,10 @@ fn arg(name: &str, default: usize) -> usize {
 /// One chat turn as the hub does it: lock+read, then write+unlock, with a typical exchange.
 async fn turn(store: &dyn SessionStore, id: &str) -> (Duration, Duration) {
     let t = Instant::now();
-    let lock = store.begin_turn(id, LOCK, TTL).await.expect("begin");
+    let lock = store
+        .begin_turn("bench", id, LOCK, TTL)
+        .await
+        .expect("begin");
     let begin = t.elapsed();
     let now = now_ms();
     let mut session = lock.session.unwrap_or(Session {

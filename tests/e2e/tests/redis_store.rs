@@ -32,7 +32,7 @@ async fn an_outage_fails_fast_and_recovers_without_losing_acknowledged_turns() {
     server.kill().await;
     let started = Instant::now();
     let err = store
-        .get("durable-1", Duration::from_secs(600))
+        .get("alice", "durable-1", Duration::from_secs(600))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
@@ -51,7 +51,7 @@ async fn an_outage_fails_fast_and_recovers_without_losing_acknowledged_turns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let session = store
-        .get("durable-1", Duration::from_secs(600))
+        .get("alice", "durable-1", Duration::from_secs(600))
         .await
         .unwrap()
         .expect("an acknowledged turn survives a hard restart");

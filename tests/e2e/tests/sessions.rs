@@ -14,16 +14,17 @@ fn options(top: &str, claude: &str) -> HubOptions {
     HubOptions::claude_only(claude).with_top(top)
 }
 
+fn keys() -> String {
+    [
+        api_key_entry("alpha", KEY_A, None),
+        api_key_entry("bravo", KEY_B, None),
+        api_key_entry("gem", KEY_GEMINI_ONLY, Some(&["gemini"])),
+    ]
+    .join("")
+}
+
 fn keyed() -> HubOptions {
-    options(
-        &[
-            api_key_entry("alpha", KEY_A, None),
-            api_key_entry("bravo", KEY_B, None),
-            api_key_entry("gem", KEY_GEMINI_ONLY, Some(&["gemini"])),
-        ]
-        .join(""),
-        "",
-    )
+    options(&keys(), "")
 }
 
 async fn chat(
@@ -251,14 +252,8 @@ async fn keys_are_required_and_sessions_belong_to_their_key() {
     assert_eq!(get(&hub, Some(KEY_A), &path).await.0, 200);
     // Another key sees nothing: 404, not 403, so it cannot learn the session exists.
     assert_eq!(get(&hub, Some(KEY_B), &path).await.0, 404);
-    let r = chat(
-        &hub,
-        Some(KEY_B),
-        Some(&id),
-        json!({"model": "claude", "messages": [user("tell me")]}),
-    )
-    .await;
-    assert_eq!(r.status(), 404);
+    // (Chatting with that id gives the other key a session of its own: see
+    // `a_session_id_names_one_session_per_key`.)
     let r = hub
         .http
         .delete(hub.url(&path))
@@ -284,6 +279,68 @@ async fn keys_are_required_and_sessions_belong_to_their_key() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(get(&hub, Some(KEY_A), &path).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_id_names_one_session_per_key() {
+    one_session_per_key(keyed()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_id_names_one_session_per_key_in_redis() {
+    let redis = e2e::redis::RedisServer::start().await;
+    let top = format!("redis_url = \"{}\"\n{}", redis.url, keys());
+    one_session_per_key(options(&top, "")).await;
+}
+
+/// Each key has its own namespace of session ids: another key using the same (client-chosen)
+/// id neither learns the session exists, nor reads, squats or deletes it.
+async fn one_session_per_key(options: HubOptions) {
+    let hub = Hub::start_with(options).await;
+    let id = "chosen-by-alpha";
+    let path = format!("/v1/sessions/{id}");
+    let r = chat(
+        &hub,
+        Some(KEY_A),
+        Some(id),
+        json!({"model": "claude", "messages": [user("alpha's secret")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // The same id from another key is a new session of that key's: 200, not a 404 that would
+    // say the id is taken.
+    let r = chat(
+        &hub,
+        Some(KEY_B),
+        Some(id),
+        json!({"model": "claude", "messages": [user("bravo here")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(session_of(&r), id);
+    let body: Value = r.json().await.unwrap();
+    let reply = body["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(!reply.contains("alpha's secret"), "{reply}");
+    let (status, theirs) = get(&hub, Some(KEY_B), &path).await;
+    assert_eq!(status, 200);
+    assert_eq!(message_texts(&theirs)[0], "bravo here");
+    assert_eq!(message_texts(&theirs).len(), 2);
+    // The owner's session is as it was.
+    let (status, mine) = get(&hub, Some(KEY_A), &path).await;
+    assert_eq!(status, 200);
+    assert_eq!(message_texts(&mine)[0], "alpha's secret");
+    assert_eq!(message_texts(&mine).len(), 2);
+    // Deleting one leaves the other.
+    let r = hub
+        .http
+        .delete(hub.url(&path))
+        .bearer_auth(KEY_B)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(get(&hub, Some(KEY_A), &path).await.0, 200);
+    assert_eq!(get(&hub, Some(KEY_B), &path).await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
