@@ -438,6 +438,44 @@ lease_rules() {
   printf '%s\n' "leases.coordination.k8s.io create" "leases.coordination.k8s.io [llm-mcp-hub-operator] get,update"
 }
 
+# docs_objects_match NS PROVIDER ACCOUNT GATEWAY: the objects labelled managed-by the operator
+# in NS are exactly those the tables of docs/kubernetes.md's "What the operator creates" name:
+# every name of a row exists as one of the row's kinds, and every object matches a row.
+docs_objects_match() {
+  local kinds
+  kinds="$(kubectl api-resources --verbs=list --namespaced -o name \
+    | grep -vE '^(events|endpoints|endpointslices)($|\.)' | paste -sd, -)"
+  sed -n '/^## What the operator creates/,/^## Contract/p' "$ROOT/docs/kubernetes.md" >"$WORK/doc-tables"
+  kubectl get "$kinds" -n "$1" -l app.kubernetes.io/managed-by=llm-mcp-hub-operator -o json \
+    | python3 -c '
+import json, re, sys
+tables, p, a, g = sys.argv[1:]
+KINDS = ["ServiceAccount", "Service", "Deployment", "StatefulSet", "ConfigMap", "Secret",
+         "PodDisruptionBudget", "NetworkPolicy", "Ingress", "RoleBinding", "Role"]
+rows = []
+for line in open(tables):
+    cols = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cols) < 2 or not line.startswith("|"):
+        continue
+    kinds = set(re.findall(r"\b(" + "|".join(KINDS) + r")\b", cols[0]))
+    names = {n.replace("<p>", p).replace("<account>", a).replace("<g>", g)
+             for n in re.findall(r"`(<[pg]>[^`]*)`", cols[1])}
+    if kinds and names:
+        rows.append((kinds, names))
+objs = {(o["kind"], o["metadata"]["name"]) for o in json.load(sys.stdin)["items"]}
+bad = []
+for kinds, names in rows:
+    for n in names:
+        if not any(k in kinds and on == n for k, on in objs):
+            bad.append("documented, missing: %s (%s)" % (n, " or ".join(sorted(kinds))))
+for k, n in sorted(objs):
+    if not any(k in kinds and n in names for kinds, names in rows):
+        bad.append(f"made, not documented: {k} {n}")
+print(f"{len(objs)} objects, {len(rows)} table rows")
+print("\n".join(bad))
+sys.exit(1 if bad or not rows else 0)' "$WORK/doc-tables" "$2" "$3" "$4"
+}
+
 part_operator() {
   section "the operator as a process, with the chart's ServiceAccount"
   : "${LLM_MCP_HUB_OPERATOR_BIN:?set LLM_MCP_HUB_OPERATOR_BIN to the llm-mcp-hub-operator binary}"
@@ -490,6 +528,9 @@ print(" ".join(sorted(m[l.strip()] for l in sys.stdin)) + " ")')"
     service/hub-redis statefulset/hub-redis networkpolicy/hub-redis; do
     if eventually 60 exists "$obj" -n "$APP_NS"; then ok "$obj created"; else not_ok "$obj created" "$(show_logs)"; fi
   done
+  # Both ways: what docs/kubernetes.md's tables list is what the operator made, nothing else.
+  check "the operator's objects are those of the docs' \"What the operator creates\" tables" \
+    docs_objects_match "$APP_NS" claude main hub
   check "LLMProvider status: observed generation 1, Ready False (no kubelet runs the pods)" eventually 60 bash -c \
     "[ \"\$(kubectl get llmp claude -n $APP_NS -o jsonpath='{.status.observedGeneration} {.status.conditions[?(@.type==\"Ready\")].status}')\" = '1 False' ]"
   check "HubGateway status: url and served providers" eventually 60 bash -c \
