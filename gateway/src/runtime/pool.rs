@@ -40,8 +40,11 @@ pub struct Pool {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     idle: Mutex<VecDeque<CliProcess>>,
-    /// Warm processes being started right now (so refills do not overshoot).
+    /// Warm processes being started right now, until parked or failed (so refills do not
+    /// overshoot, and a request can wait for one instead of starting its own).
     starting: AtomicUsize,
+    /// Woken when a warm process is parked, or fails to come up.
+    parked: tokio::sync::Notify,
     consecutive_failures: AtomicU32,
     health: Mutex<Health>,
     /// Set once resets proved unverifiable: processes answer one request each.
@@ -82,6 +85,7 @@ impl Pool {
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(VecDeque::new()),
             starting: AtomicUsize::new(0),
+            parked: tokio::sync::Notify::new(),
             consecutive_failures: AtomicU32::new(0),
             health: Mutex::new(Health::default()),
             one_shot: AtomicBool::new(false),
@@ -409,7 +413,10 @@ impl Pool {
         };
         let process = match self.take_idle(profile) {
             Some(p) => p,
-            None => self.spawn(profile).await?,
+            None => match self.wait_for_warm(profile).await {
+                Some(p) => p,
+                None => self.spawn(profile).await?,
+            },
         };
         // One-shot processes are used up: start their successors now. Long-lived ones come
         // back after their reset, so they are replaced only when retired.
@@ -427,6 +434,33 @@ impl Pool {
         };
         self.update_gauges();
         Ok(lease)
+    }
+
+    /// When a warm process of this profile is already starting (a recycle just retired one),
+    /// waits for it rather than starting a second one: it began earlier, so it is ready
+    /// sooner, and the pool does not spawn twice per recycle. `None` when none is starting or
+    /// it did not come up (the caller then starts its own).
+    async fn wait_for_warm(&self, profile: &LaunchProfile) -> Option<CliProcess> {
+        if *profile != self.default_profile {
+            return None;
+        }
+        let limit = Duration::from_millis(self.cfg.reset_timeout_ms) + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            // Registered before looking again, so a park in between is not missed.
+            parked.as_mut().enable();
+            if let Some(p) = self.take_idle(profile) {
+                return Some(p);
+            }
+            if self.starting.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            if timeout_at(deadline, parked).await.is_err() {
+                return None;
+            }
+        }
     }
 
     fn take_idle(&self, profile: &LaunchProfile) -> Option<CliProcess> {
@@ -508,7 +542,6 @@ impl Pool {
                     tokio::time::sleep(spawn_backoff(failures)).await;
                 }
                 let spawned = pool.spawn(&pool.default_profile).await;
-                pool.starting.fetch_sub(1, Ordering::AcqRel);
                 match spawned {
                     Ok(p) => pool.park_when_ready(p).await,
                     Err(e) => {
@@ -520,6 +553,8 @@ impl Pool {
                         tracing::warn!(provider = %pool.name, error = %e, "cannot start a warm CLI process");
                     }
                 }
+                pool.starting.fetch_sub(1, Ordering::AcqRel);
+                pool.parked.notify_waiters();
             });
         }
     }
@@ -548,6 +583,7 @@ impl Pool {
         let evicted = {
             let mut idle = self.idle.lock().expect("idle lock");
             idle.push_back(process);
+            self.parked.notify_waiters();
             let mut evicted = Vec::new();
             while idle.len() > self.cfg.max_idle() {
                 // Prefer evicting a process of a non-default profile.

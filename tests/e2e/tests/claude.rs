@@ -443,3 +443,29 @@ async fn a_models_tool_calls_run_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recycle_starts_one_process_not_two() {
+    // Measured before: at one client, recycling started two processes per recycle (the warm
+    // replacement, and one inline for the next request that did not wait for it).
+    let hub = Hub::start_with(claude_only(
+        "max_concurrency = 1\nwarm_processes = 1\nmax_requests_per_process = 2",
+    ))
+    .await;
+    hub.wait_idle("claude", 1).await;
+    for i in 0..10 {
+        let r = hub
+            .chat(json!({"model": "claude", "messages": [user(&format!("turn {i}"))]}))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    hub.wait_idle("claude", 1).await;
+    let metrics = hub.metrics().await;
+    let spawns: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("llm_mcp_hub_process_spawns_total{provider=\"claude\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    // 1 at start + 1 per recycle (5 recycles for 10 turns of 2 each).
+    assert!(spawns <= 6, "{spawns} processes for 5 recycles:\n{metrics}");
+}
