@@ -35,7 +35,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(api::probes())
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
+        // The path only: a query may carry an MCP session id (`/message?sessionId=…`).
+        .layer(TraceLayer::new_for_http().make_span_with(|r: &Request| {
+            tracing::debug_span!("request", method = %r.method(), path = %r.uri().path())
+        }))
         .with_state(state)
 }
 

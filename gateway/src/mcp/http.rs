@@ -7,7 +7,9 @@
 //!   messages go out as `message` events, and `POST /message?sessionId=…` feeds it.
 //!
 //! Every HTTP request carries its authenticated `Caller`, so sessions stay with the key that
-//! owns them whatever MCP session a request arrives in.
+//! owns them whatever MCP session a request arrives in. An MCP session itself belongs to the key
+//! that opened it: a request of another key naming its id (`Mcp-Session-Id`, `sessionId`) gets
+//! the same 404 as an unknown id, so a leaked id is of no use to another key.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -94,14 +96,79 @@ pub fn routes(state: &AppState, limits: &Limits) -> Router<AppState> {
         sse: sse.sessions.clone(),
         max: limits.max_sessions,
     };
+    let owners = Owners {
+        by_session: Arc::new(Mutex::new(HashMap::new())),
+        manager: manager.clone(),
+    };
     let streamable =
         StreamableHttpService::new(move || Ok(McpServer::new(hub.clone())), manager, config);
-    Router::new()
+    let streamable = Router::new()
         .route_service(MCP_PATH, streamable)
+        .route_layer(middleware::from_fn_with_state(owners, bind_to_key));
+    Router::new()
+        .merge(streamable)
         .route(SSE_PATH, get(sse_connect))
         .route(SSE_MESSAGE_PATH, post(sse_message))
         .layer(Extension(sse))
         .route_layer(middleware::from_fn_with_state(open, refuse_when_full))
+}
+
+/// Which key opened each streamable-HTTP session. rmcp's session manager knows nothing of keys,
+/// so ownership is kept beside it.
+#[derive(Clone)]
+struct Owners {
+    by_session: Arc<Mutex<HashMap<String, String>>>,
+    manager: Arc<LocalSessionManager>,
+}
+
+/// `/mcp`: a request naming a session passes only for the key that opened it (404 otherwise, as
+/// for an unknown session: another key must not learn that it exists, nor read its stream with
+/// `Last-Event-ID`, post to it or close it). An `initialize` records its key as the owner of the
+/// session it opens. A successful `DELETE` answers 204: rmcp says 202, which the Python SDK
+/// reports as a failed termination.
+async fn bind_to_key(State(owners): State<Owners>, request: Request, next: Next) -> Response {
+    let key = request
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.key_id.clone())
+        .unwrap_or_default();
+    let Some(named) = request.headers().get("mcp-session-id") else {
+        let response = next.run(request).await;
+        if let Some(id) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            let open = owners.manager.sessions.read().await;
+            let mut by_session = owners.by_session.lock().expect("owners lock");
+            // Sessions closed by rmcp (idle, ended) are forgotten here on the next open.
+            by_session.retain(|id, _| open.contains_key(id.as_str()));
+            by_session.insert(id.to_string(), key);
+        }
+        return response;
+    };
+    let id = named.to_str().unwrap_or_default().to_string();
+    let owned = owners
+        .by_session
+        .lock()
+        .expect("owners lock")
+        .get(&id)
+        .is_some_and(|owner| *owner == key);
+    if !owned {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no such MCP session (or it has closed)",
+        );
+    }
+    let deleting = request.method() == Method::DELETE;
+    let mut response = next.run(request).await;
+    if deleting && response.status().is_success() {
+        owners.by_session.lock().expect("owners lock").remove(&id);
+        if response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+        }
+    }
+    response
 }
 
 /// The sessions of both transports, counted against one limit.
@@ -182,7 +249,8 @@ impl Drop for SseGuard {
             .lock()
             .expect("sessions lock")
             .remove(&self.id);
-        tracing::debug!(session = %self.id, "MCP SSE session closed");
+        // No session id in logs: with the key, it is what lets a client use the session.
+        tracing::debug!("MCP SSE session closed");
     }
 }
 
@@ -205,13 +273,12 @@ async fn sse_connect(
     let server = McpServer::new(sse.hub.clone());
     tokio::spawn({
         let ct = ct.clone();
-        let id = id.clone();
         async move {
             match serve_server_with_ct(server, (to_client, from_client), ct).await {
                 Ok(running) => {
                     let _ = running.waiting().await;
                 }
-                Err(e) => tracing::debug!(session = %id, error = %e, "MCP SSE session ended"),
+                Err(e) => tracing::debug!(error = %e, "MCP SSE session ended"),
             }
         }
     });

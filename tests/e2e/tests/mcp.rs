@@ -382,8 +382,10 @@ async fn streamable_http_serves_tools_resources_prompts_with_keys_and_errors() {
         json!({"provider": "claude", "message": "hi", "session_id": session_id}),
     )
     .await;
-    assert_eq!(resumed.is_error, Some(true), "{resumed:?}");
-    assert!(text(&resumed).contains("session_not_found"));
+    // Session ids are per key: the same id starts the other key's own conversation, which
+    // holds nothing of the first key's (the fake model echoes the whole conversation).
+    assert_eq!(resumed.is_error, Some(false), "{resumed:?}");
+    assert_eq!(text(&resumed), "echo: hi");
 
     // Errors are tool results with isError, saying what is wrong.
     let unknown = call(&client, "chat", json!({"provider": "gpt", "message": "hi"})).await;
@@ -642,9 +644,18 @@ async fn cancel_a_slow_chat(hub: &Hub, client: &Client, recorder: &Recorder, tra
 
 /// A raw `initialize` over streamable HTTP: the response, and the session id it opened.
 async fn initialize(hub: &Hub) -> (reqwest::StatusCode, Option<String>, Value) {
-    let r = hub
-        .http
-        .post(hub.url("/mcp"))
+    initialize_as(hub, None).await
+}
+
+async fn initialize_as(
+    hub: &Hub,
+    key: Option<&str>,
+) -> (reqwest::StatusCode, Option<String>, Value) {
+    let mut r = hub.http.post(hub.url("/mcp"));
+    if let Some(key) = key {
+        r = r.bearer_auth(key);
+    }
+    let r = r
         .header("accept", "application/json, text/event-stream")
         .json(
             &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -668,6 +679,92 @@ async fn initialize(hub: &Hub) -> (reqwest::StatusCode, Option<String>, Value) {
         body
     };
     (status, session, body)
+}
+
+/// A streamable-HTTP session belongs to the key that opened it: to any other key its id is
+/// unknown (404 on POST, on GET with `Last-Event-ID`, on DELETE), and the id never reaches the
+/// log. Its owner closes it with 204 (rmcp's 202 made the Python SDK report a failure).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamable_http_session_belongs_to_the_key_that_opened_it() {
+    let hub = Hub::start_with(keyed_claude("")).await;
+    let (status, session, _) = initialize_as(&hub, Some(KEY_A)).await;
+    assert_eq!(status, 200);
+    let session = session.unwrap();
+    let request = |method: reqwest::Method, key: &str| {
+        hub.http
+            .request(method, hub.url("/mcp"))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+    };
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let r = request(reqwest::Method::POST, KEY_A)
+        .json(&initialized)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    let r = request(reqwest::Method::POST, KEY_B)
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "another key posted to the session");
+    let r = request(reqwest::Method::GET, KEY_B)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "another key resumed the session's stream");
+    let r = request(reqwest::Method::DELETE, KEY_B)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "another key closed the session");
+    // Unknown and foreign ids look the same.
+    let r = hub
+        .http
+        .post(hub.url("/mcp"))
+        .bearer_auth(KEY_B)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", "0123456789abcdef")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The owner's session is untouched.
+    let r = request(reqwest::Method::POST, KEY_A)
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listed = sse_events(r)
+        .filter_map(|(_, data)| async move { serde_json::from_str::<Value>(&data).ok() })
+        .collect::<Vec<_>>()
+        .await;
+    assert!(listed.iter().any(|m| m["id"] == 2), "{listed:?}");
+    let r = request(reqwest::Method::DELETE, KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "the Python SDK accepts 200 and 204 only");
+    let r = request(reqwest::Method::POST, KEY_A)
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a closed session is gone");
+    assert!(
+        !hub.log().contains(&session),
+        "an MCP session id reached the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
