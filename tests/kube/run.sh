@@ -29,7 +29,8 @@ export KUBECACHEDIR="$STATE/kubectl-cache" HELM_CACHE_HOME="$STATE/helm/cache" \
 env_line="$("$HERE/plane.sh" up "$STATE/plane")"
 eval "$env_line"
 
-cargo build --quiet -p llm-mcp-hub-operator --bin llm-mcp-hub-operator
+# The operator (checks.sh runs it as processes) and the hub binary (the router discovery test).
+cargo build --quiet -p llm-mcp-hub-operator -p llm-mcp-hub --bins
 export LLM_MCP_HUB_OPERATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/llm-mcp-hub-operator"
 
 rc=0
