@@ -88,6 +88,10 @@ impl Adapter for Claude {
         Some(user_line("/clear"))
     }
 
+    fn reports_credential_source(&self) -> bool {
+        true
+    }
+
     fn parse_stdout(&self, line: &str) -> Option<CliEvent> {
         parse_line(line)
     }

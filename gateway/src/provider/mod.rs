@@ -126,6 +126,11 @@ pub trait Adapter: Send + Sync {
     fn reset_turn(&self) -> Option<Vec<u8>> {
         None
     }
+    /// True when the CLI's start line says where its credential came from (claude's
+    /// `apiKeySource`): then no text is forwarded before that line said `"none"`.
+    fn reports_credential_source(&self) -> bool {
+        false
+    }
     fn parse_stdout(&self, line: &str) -> Option<CliEvent>;
     fn parse_stderr(&self, line: &str) -> Option<CliEvent>;
     /// How a process exit that came before the turn's result is read.

@@ -225,6 +225,7 @@ impl Pool {
                     break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
                 }
                 let mut saw_text = false;
+                let mut credential_checked = !adapter.reports_credential_source();
                 loop {
                     let now = tokio::time::Instant::now();
                     let silence_limit = now + pool.cfg.idle_timeout();
@@ -253,16 +254,23 @@ impl Pool {
                     };
                     match cli {
                         CliEvent::Started { api_key_source: Some(source), .. } if source != "none" => {
-                            break 'turn Err(ProviderError::Crashed {
-                                provider: pool.name.clone(),
-                                detail: format!("refused: the CLI reports credential source '{source}', \
-                                                 which would bill an API key"),
-                            });
+                            break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(format!(
+                                "the CLI reports credential source '{source}', which would bill an API key"
+                            ))));
                         }
-                        CliEvent::Started { session_id, .. } => {
+                        CliEvent::Started { session_id, api_key_source, .. } => {
+                            credential_checked |= api_key_source.as_deref() == Some("none");
                             if session_id.is_some() {
                                 process.session_id = session_id;
                             }
+                        }
+                        // Nothing is forwarded until the CLI said it runs on the OAuth login.
+                        CliEvent::TextDelta(_) | CliEvent::AssistantText(_) | CliEvent::Result(_)
+                            if !credential_checked =>
+                        {
+                            break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(
+                                "the CLI answered without first reporting its credential source".into(),
+                            )));
                         }
                         CliEvent::ConversationReset => {}
                         // claude prints the deltas and then the whole message: forward the

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use crate::provider::{Adapter, CliEvent, LaunchProfile, process_env};
 
@@ -25,6 +25,40 @@ use crate::provider::{Adapter, CliEvent, LaunchProfile, process_env};
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Stderr lines kept for logs when a process fails.
 const STDERR_TAIL_LINES: usize = 20;
+/// Longest stderr line kept (longer ones are skipped, and reading goes on).
+const MAX_STDERR_LINE_BYTES: usize = 64 * 1024;
+
+/// A pipe's lines, read until the pipe closes: a line over `max` bytes is skipped and invalid
+/// UTF-8 is replaced; neither ends the stream (a stopped reader would block the CLI on a full
+/// pipe, or read a live process as exited).
+fn lossy_lines(
+    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    max: usize,
+) -> futures::stream::BoxStream<'static, String> {
+    let mut frames = FramedRead::new(
+        pipe,
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max),
+    );
+    async_stream::stream! {
+        // After a decoding error `FramedRead` yields one `None` and then reads on; only that
+        // `None` is not the end.
+        let mut after_error = false;
+        loop {
+            match frames.next().await {
+                Some(Ok(bytes)) => {
+                    after_error = false;
+                    yield String::from_utf8_lossy(&bytes).trim_end_matches('\r').to_string();
+                }
+                // The codec drops the rest of the over-long line.
+                Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => after_error = true,
+                Some(Err(AnyDelimiterCodecError::Io(_))) => return,
+                None if after_error => after_error = false,
+                None => return,
+            }
+        }
+    }
+    .boxed()
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -163,18 +197,10 @@ impl Launcher {
         if let Some(stdout) = child.stdout.take() {
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut lines =
-                    FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+                let mut lines = lossy_lines(stdout, MAX_LINE_BYTES);
                 while let Some(line) = lines.next().await {
-                    match line {
-                        Ok(line) => {
-                            if let Some(event) = adapter.parse_stdout(&line) {
-                                let _ = tx.send(ProcessEvent::Cli(event));
-                            }
-                        }
-                        // An over-long line is skipped; the stream goes on.
-                        Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {}
-                        Err(_) => break,
+                    if let Some(event) = adapter.parse_stdout(&line) {
+                        let _ = tx.send(ProcessEvent::Cli(event));
                     }
                 }
                 let _ = tx.send(ProcessEvent::Closed);
@@ -183,8 +209,10 @@ impl Launcher {
         if let Some(stderr) = child.stderr.take() {
             let tail = stderr_tail.clone();
             tokio::spawn(async move {
-                let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(64 * 1024));
-                while let Some(Ok(line)) = lines.next().await {
+                // Drained to the end whatever it holds: a reader that stopped would leave the
+                // CLI blocked on a full pipe.
+                let mut lines = lossy_lines(stderr, MAX_STDERR_LINE_BYTES);
+                while let Some(line) = lines.next().await {
                     if let Some(event) = adapter.parse_stderr(&line) {
                         let _ = tx.send(ProcessEvent::Cli(event));
                     }
@@ -307,5 +335,19 @@ mod tests {
         assert!(err.to_string().contains("PATH"));
         // Nothing is left behind in the scratch root.
         assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn lines_go_on_past_an_overlong_line_and_invalid_utf8() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"first\n");
+        input.extend(std::iter::repeat_n(b'x', 70 * 1024));
+        input.extend_from_slice(b"\nbad \xff\xfe bytes\r\n");
+        input.extend(std::iter::repeat_n(b'y', 200 * 1024));
+        input.extend_from_slice(b"\nlast\n");
+        let lines: Vec<String> = lossy_lines(std::io::Cursor::new(input), 64 * 1024)
+            .collect()
+            .await;
+        assert_eq!(lines, ["first", "bad \u{fffd}\u{fffd} bytes", "last"]);
     }
 }

@@ -469,3 +469,30 @@ async fn a_recycle_starts_one_process_not_two() {
     // 1 at start + 1 per recycle (5 recycles for 10 turns of 2 each).
     assert!(spawns <= 6, "{spawns} processes for 5 recycles:\n{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_text_is_forwarded_unless_the_cli_said_it_runs_on_the_oauth_login() {
+    // A claude that reports another credential source, and one whose start line never came:
+    // either way the answer must not reach the client.
+    for (what, filter) in [
+        (
+            "another source",
+            r#"sed -u -e 's/"apiKeySource":"none"/"apiKeySource":"ANTHROPIC_API_KEY"/'"#,
+        ),
+        ("no init line", r#"sed -u -e '/"subtype":"init"/d'"#),
+    ] {
+        let hub = Hub::start_with(HubOptions {
+            claude_stdout_filter: Some(filter.into()),
+            ..claude_only("warm_processes = 0")
+        })
+        .await;
+        let r = hub
+            .chat(json!({"model": "claude", "messages": [user("[[reply:billed answer]]")]}))
+            .await;
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 503, "{what}: {body}");
+        assert!(body.contains("provider_unavailable"), "{what}: {body}");
+        assert!(!body.contains("billed answer"), "{what}: {body}");
+    }
+}
