@@ -75,15 +75,12 @@ const FULL_RETRY_AFTER_SECS: u64 = 5;
 /// The MCP routes, to be put behind the bearer check.
 pub fn routes(state: &AppState, limits: &Limits) -> Router<AppState> {
     let hub: Arc<dyn Hub> = Arc::new(state.chat.clone());
-    let mut config = StreamableHttpServerConfig::default()
+    // The Host (and Origin) check against DNS rebinding is the app's, on every route
+    // (`app::loopback_names_only`); rmcp's own would cover `/mcp` alone.
+    let config = StreamableHttpServerConfig::default()
         .with_max_request_body_bytes(limits.max_body_bytes)
-        .with_cancellation_token(CancellationToken::new());
-    if state.keys.is_enabled() {
-        // Bearer keys authenticate every request, so the Host may be any name the hub is
-        // reached by (an ingress, a LAN address). Without keys the hub is loopback-only and
-        // rmcp's default (loopback Host names only) blocks DNS-rebinding from web pages.
-        config = config.disable_allowed_hosts();
-    }
+        .with_cancellation_token(CancellationToken::new())
+        .disable_allowed_hosts();
     let mut manager = LocalSessionManager::default();
     manager.session_config.keep_alive = Some(limits.session_idle);
     let manager = Arc::new(manager);

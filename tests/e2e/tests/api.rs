@@ -259,3 +259,89 @@ async fn sigterm_finishes_in_flight_streams_then_leaves_no_process() {
     .await;
     assert!(hub.http.get(hub.url("/healthz")).send().await.is_err());
 }
+
+/// Without keys (loopback only), every route answers only loopback Host and Origin names, so a
+/// web page cannot reach the hub by DNS rebinding or a cross-origin request; with keys any name
+/// is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_keys_only_loopback_host_and_origin_names_are_served() {
+    let hub = Hub::start_with(claude_only("", "warm_processes = 0")).await;
+    let port = hub.base.rsplit(':').next().unwrap().to_string();
+    let send = |method: reqwest::Method, path: &str, host: &str, origin: Option<&str>| {
+        let mut r = hub
+            .http
+            .request(method, hub.url(path))
+            .header("host", host)
+            .header("accept", "application/json, text/event-stream");
+        if let Some(origin) = origin {
+            r = r.header("origin", origin);
+        }
+        r.json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "rebinding", "version": "1"}}}),
+        )
+        .send()
+    };
+    let routes = [
+        (reqwest::Method::GET, "/v1/models"),
+        (reqwest::Method::POST, "/v1/chat/completions"),
+        (reqwest::Method::GET, "/v1/sessions"),
+        (reqwest::Method::GET, "/sse"),
+        (reqwest::Method::POST, "/message?sessionId=x"),
+        (reqwest::Method::POST, "/mcp"),
+        (reqwest::Method::GET, "/healthz"),
+        (reqwest::Method::GET, "/nowhere"),
+    ];
+    let rebound = format!("evil.example:{port}");
+    for (method, path) in &routes {
+        let r = send(method.clone(), path, &rebound, None).await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path} with Host {rebound}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "host_not_allowed", "{body}");
+        assert_eq!(body["error"]["type"], "permission_error", "{body}");
+        let r = send(
+            method.clone(),
+            path,
+            &format!("127.0.0.1:{port}"),
+            Some("http://evil.example"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 403, "{method} {path} with a foreign Origin");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "origin_not_allowed", "{body}");
+    }
+    for (host, origin) in [
+        (format!("localhost:{port}"), None),
+        (format!("127.0.0.1:{port}"), Some("http://localhost:3000")),
+        (format!("[::1]:{port}"), Some("https://127.0.0.1")),
+    ] {
+        let r = send(reqwest::Method::GET, "/v1/models", &host, origin)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "Host {host}, Origin {origin:?}");
+    }
+    assert!(
+        hub.log().contains("not a loopback Host name"),
+        "refusals are logged"
+    );
+
+    // With keys, the hub is authenticated and may be reached by any name (an ingress, a LAN
+    // address).
+    let keyed = Hub::start_with(claude_only(
+        &e2e::api_key_entry("k", "lmh_host_test_key", None),
+        "warm_processes = 0",
+    ))
+    .await;
+    let r = keyed
+        .http
+        .get(keyed.url("/v1/models"))
+        .header("host", "hub.example")
+        .header("origin", "https://app.example")
+        .bearer_auth("lmh_host_test_key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
