@@ -3,7 +3,7 @@
 //! One process serves one request after another; between two requests the runtime sends
 //! `/clear` and checks the empty result, so no conversation leaks into the next request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -25,6 +25,9 @@ pub struct Claude;
 /// naming a tool a version lacks (`LS` on 2.1.197) only prints a warning.
 const LOCKDOWN_SETTINGS: &str = r#"--settings={"includeGitInstructions":false,"permissions":{"deny":["Read","Glob","Grep","LS","Edit","Write","NotebookEdit","Bash","WebFetch","WebSearch","Read(//**)","Edit(//**)","Write(//**)","NotebookEdit(//**)"]}}"#;
 
+/// The system prompt's file in the process's private scratch directory.
+const SYSTEM_PROMPT_FILE: &str = "system-prompt.txt";
+
 /// Inherited variables claude may see: its OAuth token and where its per-user state lives.
 const ALLOWED_ENV: &[&str] = &[
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -44,7 +47,7 @@ impl Adapter for Claude {
     fn launch(
         &self,
         profile: &LaunchProfile,
-        _scratch: &Path,
+        scratch: &Path,
         _env: &dyn Fn(&str) -> Option<String>,
     ) -> LaunchSpec {
         // `--opt=value` keeps a value that starts with '-' from being read as a flag.
@@ -68,14 +71,21 @@ impl Adapter for Claude {
         .map(String::from)
         .to_vec();
         args.push(format!("--model={}", profile.model));
+        let mut files = Vec::new();
         if let Some(system) = &profile.system {
-            args.push(format!("--system-prompt={system}"));
+            // A file, not an argument: an argument shows in `ps`, and a NUL byte or more than
+            // ≈128 KiB in it made the spawn fail (marking the provider down for everyone).
+            files.push((PathBuf::from(SYSTEM_PROMPT_FILE), system.clone()));
+            args.push(format!(
+                "--system-prompt-file={}",
+                scratch.join(SYSTEM_PROMPT_FILE).display()
+            ));
         }
         LaunchSpec {
             args,
             env: quiet_env(),
             allowed_env: ALLOWED_ENV,
-            files: Vec::new(),
+            files,
             links: Vec::new(),
         }
     }
@@ -241,9 +251,15 @@ mod tests {
         ] {
             assert!(spec.args.contains(&flag.to_string()), "{flag} missing");
         }
+        // The system prompt travels in a file of the scratch directory, never in argv.
         assert!(
             spec.args
-                .contains(&"--system-prompt=--be brief".to_string())
+                .contains(&"--system-prompt-file=/tmp/x/system-prompt.txt".to_string())
+        );
+        assert!(!spec.args.iter().any(|a| a.contains("--be brief")));
+        assert_eq!(
+            spec.files,
+            vec![(PathBuf::from("system-prompt.txt"), "--be brief".to_string())]
         );
         assert!(spec.args.contains(&"--model=sonnet".to_string()));
         assert!(!spec.args.iter().any(|a| a == "--bare"));

@@ -28,6 +28,30 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Longest stderr line kept (longer ones are skipped, and reading goes on).
 const MAX_STDERR_LINE_BYTES: usize = 64 * 1024;
 
+/// The scratch root must be this user's alone: owned by the effective uid, not writable by group
+/// or others.
+fn check_scratch_root(root: &std::path::Path) -> Result<(), SpawnError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(root).map_err(SpawnError::Scratch)?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || !ours || meta.mode() & 0o022 != 0 {
+        return Err(SpawnError::UnsafeScratch(root.display().to_string()));
+    }
+    Ok(())
+}
+
+/// Creates `path` afresh (never through an existing file or symlink), readable by this user only.
+fn write_new(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_bytes())
+}
+
 /// A pipe's lines, read until the pipe closes: a line over `max` bytes is skipped and invalid
 /// UTF-8 is replaced; neither ends the stream (a stopped reader would block the CLI on a full
 /// pipe, or read a live process as exited).
@@ -101,6 +125,11 @@ pub struct CliProcess {
 pub enum SpawnError {
     #[error("cannot create a scratch directory: {0}")]
     Scratch(std::io::Error),
+    /// Another user could plant or swap files the CLI reads (its settings, its prompt).
+    #[error(
+        "refusing the scratch root {0}: it must be a directory owned by this user and writable by no one else (chmod go-w, or set scratch_dir)"
+    )]
+    UnsafeScratch(String),
     #[error(
         "'{0}' was not found: install the CLI and log in, put it on PATH, or set the provider's `command`"
     )]
@@ -136,6 +165,7 @@ fn die_with_the_hub(cmd: &mut Command) {
 impl Launcher {
     pub async fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, SpawnError> {
         std::fs::create_dir_all(&self.scratch_root).map_err(SpawnError::Scratch)?;
+        check_scratch_root(&self.scratch_root)?;
         let scratch = tempfile::Builder::new()
             .prefix("llm-hub-")
             .tempdir_in(&self.scratch_root)
@@ -154,7 +184,7 @@ impl Launcher {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(SpawnError::Scratch)?;
             }
-            std::fs::write(path, contents).map_err(SpawnError::Scratch)?;
+            write_new(&path, contents).map_err(SpawnError::Scratch)?;
         }
         for (rel, target) in &spec.links {
             if target.exists() {
@@ -349,5 +379,41 @@ mod tests {
             .collect()
             .await;
         assert_eq!(lines, ["first", "bad \u{fffd}\u{fffd} bytes", "last"]);
+    }
+
+    #[test]
+    fn a_scratch_root_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(check_scratch_root(dir.path()).is_ok());
+        for mode in [0o777, 0o770, 0o702] {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(
+                matches!(
+                    check_scratch_root(dir.path()),
+                    Err(SpawnError::UnsafeScratch(_))
+                ),
+                "{mode:o}"
+            );
+        }
+    }
+
+    #[test]
+    fn scratch_files_are_created_afresh_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("system-prompt.txt");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(write_new(&link, "planted?").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let fresh = dir.path().join("fresh.txt");
+        write_new(&fresh, "ok").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

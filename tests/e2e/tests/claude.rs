@@ -496,3 +496,45 @@ async fn no_text_is_forwarded_unless_the_cli_said_it_runs_on_the_oauth_login() {
         assert!(!body.contains("billed answer"), "{what}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_system_prompt_of_any_size_or_content_leaves_the_provider_healthy_and_out_of_argv() {
+    // Measured before: the system prompt went to claude as an argument, so a NUL byte or more
+    // than ≈128 KiB made the spawn fail — which marked the provider unavailable for everyone —
+    // and anyone could read it with `ps`.
+    let hub = Hub::start_with(claude_only("max_concurrency = 2")).await;
+    let marker = "SYSTEM-PROMPT-MARKER-31f0";
+    let big = format!("{marker} {}", "be kind. ".repeat(30_000));
+    for system in [big.as_str(), "before\u{0}after SYSTEM-PROMPT-MARKER-31f0"] {
+        let r = hub
+            .chat(json!({"model": "claude", "messages": [
+                {"role": "system", "content": system},
+                user("[[reply:fine]]"),
+            ]}))
+            .await;
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(status == 200 || status == 400, "{status}: {body}");
+        // While that profile's process is alive, its command line holds no prompt.
+        for pid in hub.cli_pids() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(marker),
+                "the system prompt is visible in ps"
+            );
+        }
+    }
+    let sent = hub.anthropic.chat_requests();
+    assert!(
+        sent.iter()
+            .any(|r| r.system_text().contains(marker) && r.system_text().len() > 200_000),
+        "the big system prompt reached the model whole"
+    );
+    // A client's input never changes the provider's health.
+    let providers = hub.get_json("/v1/providers").await;
+    assert_eq!(providers["data"][0]["health"], "ready", "{providers}");
+    let r = hub
+        .chat(json!({"model": "claude", "messages": [user("[[reply:still serving]]")]}))
+        .await;
+    assert_eq!(r.status(), 200);
+}
