@@ -81,7 +81,8 @@ pub struct WorkerArgs {
 pub struct McpStdioArgs {
     /// Forward to the hub at this URL (http://127.0.0.1:8080, or https:// checked against the
     /// system's trust store; SSL_CERT_FILE names a private CA) instead of running the providers
-    /// in this process.
+    /// in this process. Plain http only to loopback (the key would travel in clear text); no
+    /// user:password in the URL.
     #[arg(long, env = "LLM_MCP_HUB_URL")]
     pub hub_url: Option<String>,
     /// Hub API key for --hub-url (sent as a bearer token).

@@ -17,23 +17,85 @@ use crate::wire;
 
 pub struct RemoteHub {
     base: String,
+    /// `base` without any userinfo, for messages and logs.
+    shown: String,
     api_key: Option<String>,
     http: reqwest::Client,
+}
+
+/// Why a `--hub-url` is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubUrlError {
+    #[error("--hub-url is not a URL ({0})")]
+    Invalid(String),
+    #[error("--hub-url {0}: expected an http:// or https:// URL")]
+    Scheme(String),
+    #[error(
+        "--hub-url {0}: plain http to a host other than this machine would send the hub key in \
+         clear text; use https:// (or a loopback address: localhost, 127.0.0.1, [::1])"
+    )]
+    Cleartext(String),
+    #[error(
+        "--hub-url {0}: a user or password in the URL would replace the hub key (both are the \
+         Authorization header); pass the key with --api-key"
+    )]
+    Userinfo(String),
+}
+
+/// A checked `--hub-url`: https anywhere, plain http to loopback only (the key goes in every
+/// request). No userinfo: it would be sent instead of the key, and would show in messages.
+/// Returns the URL to use and the form of it that messages show.
+pub fn check_hub_url(url: &str) -> Result<(String, String), HubUrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| HubUrlError::Invalid(e.to_string()))?;
+    let mut shown = parsed.clone();
+    // Never fails for http(s) URLs, which have a host.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let shown = shown.as_str().trim_end_matches('/').to_string();
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            // The URL parser lower-cases names and normalises addresses (`[::1]`, `127.1`).
+            let loopback = parsed.host_str().is_some_and(|host| {
+                host == "localhost"
+                    || host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if !loopback {
+                return Err(HubUrlError::Cleartext(shown));
+            }
+        }
+        _ => return Err(HubUrlError::Scheme(shown)),
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(HubUrlError::Userinfo(shown));
+    }
+    Ok((url.trim_end_matches('/').to_string(), shown))
 }
 
 impl RemoteHub {
     /// https URLs are verified against the system's trust store (`SSL_CERT_FILE` and
     /// `SSL_CERT_DIR` are honoured, for a private CA).
-    pub fn new(base: &str, api_key: Option<String>) -> anyhow::Result<RemoteHub> {
+    pub fn new(url: &str, api_key: Option<String>) -> anyhow::Result<RemoteHub> {
+        let (base, shown) = check_hub_url(url)?;
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .build()
             .context("cannot set up the HTTP client for --hub-url")?;
         Ok(RemoteHub {
-            base: base.trim_end_matches('/').to_string(),
+            base,
+            shown,
             api_key,
             http,
         })
+    }
+
+    /// The hub's URL without userinfo.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -55,7 +117,7 @@ impl RemoteHub {
                 // The whole chain: reqwest's own message hides the cause (refused, certificate…).
                 format!(
                     "cannot reach the hub at {}: {:#}",
-                    self.base,
+                    self.shown,
                     anyhow::Error::from(e)
                 ),
             )
@@ -257,5 +319,53 @@ mod tests {
         );
         assert_eq!((f.status, f.code.as_str()), (404, "model_not_found"));
         assert_eq!(path_segment("../x y"), "xy");
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_userinfo_never_shown() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://LOCALHOST",
+            "http://[::1]:8080",
+            "http://127.0.0.2:1",
+            "https://hub.example",
+            "https://10.0.0.7:8443",
+        ] {
+            assert!(check_hub_url(ok).is_ok(), "{ok}");
+        }
+        for cleartext in [
+            "http://hub.example",
+            "http://10.0.0.7:8080",
+            "http://localhost.hub.example",
+            "http://127.0.0.1.nip.io",
+            "http://[::2]",
+        ] {
+            assert!(
+                matches!(check_hub_url(cleartext), Err(HubUrlError::Cleartext(_))),
+                "{cleartext}"
+            );
+        }
+        assert!(matches!(
+            check_hub_url("ftp://127.0.0.1"),
+            Err(HubUrlError::Scheme(_))
+        ));
+        assert!(check_hub_url("127.0.0.1:8080").is_err());
+        let (base, shown) = check_hub_url("https://hub.example/base/").unwrap();
+        assert_eq!(base, "https://hub.example/base");
+        assert_eq!(shown, "https://hub.example/base");
+        for with_userinfo in [
+            "https://user:s3cret@hub.example/",
+            "http://user:s3cret@127.0.0.1:8080",
+            "http://user:s3cret@hub.example",
+            "http://:s3cret@localhost",
+        ] {
+            let refused = check_hub_url(with_userinfo).unwrap_err();
+            assert!(!refused.to_string().contains("s3cret"), "{refused}");
+        }
+        assert!(matches!(
+            check_hub_url("https://user:s3cret@hub.example/"),
+            Err(HubUrlError::Userinfo(_))
+        ));
     }
 }

@@ -20,11 +20,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (hub, backend): (Arc<dyn Hub>, _) = match hub_url {
         Some(url) => {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                anyhow::bail!("--hub-url {url}: expected an http:// or https:// URL");
-            }
-            tracing::info!(%url, "mcp-stdio: forwarding to a hub");
-            (Arc::new(RemoteHub::new(&url, api_key)?), None)
+            // Refuses plain http to another machine; the URL is logged without userinfo.
+            let remote = RemoteHub::new(&url, api_key)?;
+            tracing::info!(url = remote.shown_url(), "mcp-stdio: forwarding to a hub");
+            (Arc::new(remote), None)
         }
         None => {
             // The local user runs the process: no hub keys in between.

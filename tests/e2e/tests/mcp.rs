@@ -575,6 +575,45 @@ async fn stdio_runs_providers_in_process_or_forwards_to_a_hub() {
     assert!(log.contains("providers in-process"), "{log}");
 }
 
+/// `mcp-stdio --hub-url` sends the hub key with every request: plain http is refused unless the
+/// hub is on this machine, a URL with userinfo is refused (it would replace the key), and the
+/// userinfo is never logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_refuses_cleartext_to_another_machine_and_never_logs_url_userinfo() {
+    let hub = Hub::start_with(keyed_claude("warm_processes = 0")).await;
+    let port = hub.base.rsplit(':').next().unwrap();
+    for (url, says) in [
+        ("http://hub.example:8080".to_string(), "https://"),
+        (
+            "http://user:url-secret@hub.example:8080".to_string(),
+            "https://",
+        ),
+        (
+            format!("http://user:url-secret@127.0.0.1:{port}"),
+            "--api-key",
+        ),
+    ] {
+        let (mut command, log) = hub.mcp_stdio_command(&["--hub-url", &url, "--api-key", KEY_A]);
+        let status = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .status()
+            .await
+            .unwrap();
+        assert!(!status.success(), "{url}");
+        let stderr = hub.mcp_stdio_log();
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("url-secret"), "{stderr}");
+    }
+    // To loopback, plain http is fine.
+    let (client, _) = stdio_client(&hub, &["--hub-url", &hub.base, "--api-key", KEY_A]).await;
+    let listed = call(&client, "list_providers", json!({})).await;
+    assert_eq!(listed.is_error, Some(false), "{listed:?}");
+    client.cancel().await.unwrap();
+    assert!(hub.mcp_stdio_log().contains("forwarding to a hub"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_chat_kills_its_cli_process() {
     let hub = Hub::start_with(HubOptions {
