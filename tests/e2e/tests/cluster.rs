@@ -27,6 +27,41 @@ fn entries(workers: &[&Worker]) -> String {
         .collect()
 }
 
+/// A started stream through `router`, read until its second word: the turn is running on a
+/// worker. Returns the rest of the body and what was read so far.
+async fn stream_until_running(
+    router: &Router,
+    text: &str,
+    session: Option<&str>,
+) -> (
+    futures::stream::BoxStream<'static, reqwest::Result<String>>,
+    String,
+) {
+    let r = router
+        .chat(
+            json!({"model": "claude", "stream": true, "messages": [user(text)]}),
+            session,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r
+        .bytes_stream()
+        .map(|chunk| chunk.map(|c| String::from_utf8_lossy(&c).into_owned()))
+        .boxed();
+    let mut seen = String::new();
+    while !seen.contains("word2") {
+        seen.push_str(&body.next().await.expect("stream goes on").unwrap());
+    }
+    (body, seen)
+}
+
+/// The worker running the turn (the one whose model saw a request), then the other one.
+fn serving_first<'a>(a: &'a mut Worker, b: &'a mut Worker) -> (&'a mut Worker, &'a mut Worker) {
+    if a.turns() > 0 { (a, b) } else { (b, a) }
+}
+
 async fn text_of(response: reqwest::Response) -> String {
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -146,34 +181,16 @@ async fn a_worker_killed_mid_stream_ends_the_stream_at_once_and_the_next_request
     let router = Router::start("", &entries(&[&a, &b])).await;
     router.wait_ready_workers("claude", 2).await;
 
-    let r = router
-        .chat(
-            json!({"model": "claude", "stream": true,
-                   "messages": [user("[[words:300]] [[delay-ms:100]] long")]}),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut body = r.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("word2") {
-        let chunk = body.next().await.expect("stream goes on").unwrap();
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let (serving, other) = if a.turns() > 0 {
-        (&mut a, &mut b)
-    } else {
-        (&mut b, &mut a)
-    };
+    let (mut body, _) =
+        stream_until_running(&router, "[[words:300]] [[delay-ms:100]] long", None).await;
+    let (serving, other) = serving_first(&mut a, &mut b);
     serving.kill().await;
     let killed = Instant::now();
     let rest = tokio::time::timeout(Duration::from_secs(10), async {
         let mut rest = String::new();
         while let Some(chunk) = body.next().await {
             match chunk {
-                Ok(c) => rest.push_str(&String::from_utf8_lossy(&c)),
+                Ok(c) => rest.push_str(&c),
                 Err(_) => break,
             }
         }
@@ -329,27 +346,9 @@ async fn a_draining_worker_finishes_its_stream_and_gets_no_new_turns() {
     let router = Router::start("", &entries(&[&a, &b])).await;
     router.wait_ready_workers("claude", 2).await;
 
-    let r = router
-        .chat(
-            json!({"model": "claude", "stream": true,
-                   "messages": [user("[[words:30]] [[delay-ms:100]] drain me")]}),
-            None,
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut body = r.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("word2") {
-        let chunk = body.next().await.expect("stream goes on").unwrap();
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let (serving, other) = if a.turns() > 0 {
-        (&mut a, &mut b)
-    } else {
-        (&mut b, &mut a)
-    };
+    let (mut body, mut seen) =
+        stream_until_running(&router, "[[words:30]] [[delay-ms:100]] drain me", None).await;
+    let (serving, other) = serving_first(&mut a, &mut b);
     let mut child = serving.terminate();
     // New turns go to the other worker while the stream goes on.
     let before = other.turns();
@@ -364,9 +363,7 @@ async fn a_draining_worker_finishes_its_stream_and_gets_no_new_turns() {
     assert_eq!(text_of(r).await, "during drain");
     assert_eq!(other.turns(), before + 1);
     while let Some(chunk) = body.next().await {
-        seen.push_str(&String::from_utf8_lossy(
-            &chunk.expect("the stream completes"),
-        ));
+        seen.push_str(&chunk.expect("the stream completes"));
     }
     assert!(seen.contains("word30"), "{seen}");
     assert!(seen.trim_end().ends_with("data: [DONE]"), "{seen}");
@@ -444,23 +441,12 @@ async fn a_turn_lock_holds_across_router_replicas() {
     r1.wait_ready_workers("claude", 2).await;
     r2.wait_ready_workers("claude", 2).await;
 
-    let long = r1
-        .chat(
-            json!({"model": "claude", "stream": true,
-                   "messages": [user("[[words:30]] [[delay-ms:100]] first")]}),
-            Some("locked-across-routers"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(long.status(), 200);
-    let mut body = long.bytes_stream();
-    let mut seen = String::new();
-    while !seen.contains("word2") {
-        seen.push_str(&String::from_utf8_lossy(
-            &body.next().await.unwrap().unwrap(),
-        ));
-    }
+    let (mut body, mut seen) = stream_until_running(
+        &r1,
+        "[[words:30]] [[delay-ms:100]] first",
+        Some("locked-across-routers"),
+    )
+    .await;
     // The other replica must not start a second turn on the same session meanwhile.
     let r = r2
         .chat(
@@ -474,7 +460,7 @@ async fn a_turn_lock_holds_across_router_replicas() {
     assert_eq!(status, 409, "{body_json}");
     assert_eq!(body_json["error"]["code"], "session_busy");
     while let Some(chunk) = body.next().await {
-        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        seen.push_str(&chunk.unwrap());
     }
     assert!(seen.contains("[DONE]"));
     // Once the first turn is stored, the other replica continues the conversation. (The
