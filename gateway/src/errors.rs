@@ -12,6 +12,9 @@ use crate::service::ServiceError;
 
 /// Retry-After of a usage limit whose reset time the CLI did not say.
 const UNKNOWN_RESET_RETRY_SECS: u64 = 60;
+/// How `ProviderError::from_failure` begins the detail of a CLI the hub refused to run (hub
+/// text, safe to classify on).
+const LOCK_DOWN_REFUSAL: &str = "refused to run the CLI without its lock-down";
 /// Retry-After when no worker can answer right now.
 const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
@@ -155,6 +158,25 @@ impl From<&ProviderError> for ClientError {
                 "provider '{provider}' hit its subscription usage limit; it resets at {}",
                 humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(*at as u64))
             ),
+            // The details name paths, quote the CLI's stderr or give worker addresses: they go
+            // to the log, and every key sees only what kind of failure it was.
+            ProviderError::Spawn { provider, detail } => {
+                tracing::warn!(%provider, %detail, "provider cannot run its CLI");
+                if detail.starts_with(LOCK_DOWN_REFUSAL) {
+                    format!(
+                        "provider '{provider}' refused to run its CLI without its lock-down (details in the hub's log)"
+                    )
+                } else {
+                    format!(
+                        "provider '{provider}' cannot start its CLI (is it installed, and on \
+                         PATH? the hub's log says why)"
+                    )
+                }
+            }
+            ProviderError::Unavailable { provider, detail } => {
+                tracing::warn!(%provider, %detail, "provider has no worker able to answer");
+                format!("provider '{provider}' has no worker able to answer now")
+            }
             _ => e.to_string(),
         };
         let retry_after = match e {
@@ -199,5 +221,33 @@ mod tests {
         }));
         assert_eq!((e.status, e.code.as_str()), (503, "no_healthy_worker"));
         assert!(e.retry_after.is_some());
+    }
+
+    #[test]
+    fn details_of_spawn_and_worker_failures_stay_in_the_log() {
+        for e in [
+            ProviderError::Spawn {
+                provider: "claude".into(),
+                detail: "cannot start '/home/me/secret/claude': No such file".into(),
+            },
+            ProviderError::from_failure(
+                "gemini",
+                crate::provider::Failure::Unsafe(
+                    "Skipping system settings file '/home/me/secret/s.json'".into(),
+                ),
+            ),
+            ProviderError::Unavailable {
+                provider: "claude".into(),
+                detail: "error sending request for url (http://10.0.0.7:8081/secret)".into(),
+            },
+        ] {
+            let client = ClientError::from(&e);
+            assert!(!client.message.contains("secret"), "{client:?}");
+        }
+        let refused = ClientError::from(&ProviderError::from_failure(
+            "gemini",
+            crate::provider::Failure::Unsafe("x".into()),
+        ));
+        assert!(refused.message.contains("lock-down"), "{refused:?}");
     }
 }

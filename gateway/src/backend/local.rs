@@ -92,7 +92,10 @@ impl Backend for LocalBackend {
                     limited_until: health
                         .limited_until
                         .filter(|_| health.state == HealthState::UsageLimited),
-                    last_error: health.last_error.clone(),
+                    last_error: health
+                        .last_error
+                        .as_ref()
+                        .map(|_| super::LastError::of(health.state)),
                     ready_workers: if serving {
                         status.max_concurrency - status.busy
                     } else {

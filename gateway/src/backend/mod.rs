@@ -24,6 +24,38 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
 }
 
+/// A provider's last failure as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastError {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+impl LastError {
+    /// Told by the health state the failure left, which is all a client needs to act on.
+    pub fn of(state: HealthState) -> LastError {
+        let (code, message) = match state {
+            HealthState::Unavailable => (
+                "provider_unavailable",
+                "the CLI cannot be started or was refused, or no worker can answer (details in the hub's log)",
+            ),
+            HealthState::NotLoggedIn => (
+                "provider_not_logged_in",
+                "the CLI's login is missing or expired",
+            ),
+            HealthState::UsageLimited => (
+                "usage_limit_reached",
+                "the subscription's usage limit was reached",
+            ),
+            HealthState::Degraded | HealthState::Ready => (
+                "provider_failed",
+                "a recent request failed: upstream error, timeout or crash (details in the hub's log)",
+            ),
+        };
+        LastError { code, message }
+    }
+}
+
 /// A provider as clients see it in `/v1/providers`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProviderInfo {
@@ -35,7 +67,9 @@ pub struct ProviderInfo {
     pub health: HealthState,
     /// Unix time a usage limit resets, while one stands.
     pub limited_until: Option<i64>,
-    pub last_error: Option<String>,
+    /// Why the provider last failed, as a code and a short message: the details (paths, CLI
+    /// stderr, worker addresses) are in the hub's log only, since every key may read this.
+    pub last_error: Option<LastError>,
     /// Processes (or worker pods) able to take requests now.
     pub ready_workers: usize,
     pub pool: PoolStatus,

@@ -345,3 +345,39 @@ async fn without_keys_only_loopback_host_and_origin_names_are_served() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A CLI that cannot start: clients get a code and a short message, never the path or the
+/// CLI's output (every key may read `/v1/providers`); the hub's log has the details.
+#[tokio::test(flavor = "multi_thread")]
+async fn spawn_failures_reach_clients_without_their_details() {
+    let secret = "/nonexistent/secret-dir-4711/claude";
+    let hub = Hub::start_with(claude_only(
+        &format!(
+            "[providers.broken]\nkind = \"claude\"\ncommand = \"{secret}\"\nwarm_processes = 0\n"
+        ),
+        "warm_processes = 0",
+    ))
+    .await;
+    let r = hub
+        .chat(json!({"model": "broken", "messages": [user("hi")]}))
+        .await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "provider_unavailable", "{body}");
+    assert!(!body.to_string().contains("secret-dir"), "{body}");
+
+    let providers = hub.get_json("/v1/providers").await;
+    let broken = providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "broken")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        broken["last_error"]["code"], "provider_unavailable",
+        "{broken}"
+    );
+    assert!(!providers.to_string().contains("secret-dir"), "{providers}");
+    assert!(hub.log().contains(secret), "the details are in the log");
+}

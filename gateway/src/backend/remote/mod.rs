@@ -260,9 +260,9 @@ fn provider_info(
         default_model: first.map(|s| s.default_model.clone()).unwrap_or_default(),
         health,
         limited_until,
-        last_error: (ready_workers == 0)
-            .then(|| workers.iter().find_map(|w| w.last_error.clone()))
-            .flatten(),
+        // The workers' errors name their addresses: clients get the class only.
+        last_error: (ready_workers == 0 && workers.iter().any(|w| w.last_error.is_some()))
+            .then(|| crate::backend::LastError::of(health)),
         ready_workers,
         pool,
         limits: first.map(|s| s.limits.clone()).unwrap_or_default(),
