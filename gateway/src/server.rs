@@ -301,6 +301,7 @@ async fn session_store(
             RedisStore::connect(&RedisOptions {
                 url: url.clone(),
                 timeout: Duration::from_millis(config.redis_timeout_ms),
+                ca_file: config.redis_ca_file.clone(),
             })
             .await?,
         );

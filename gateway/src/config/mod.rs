@@ -56,7 +56,11 @@ pub struct Config {
     /// A streamable-HTTP MCP session with no request for this long is closed.
     pub mcp_session_idle_secs: u64,
     /// Sessions live in this Redis (`redis://[:password@]host:port/db`); in memory when unset.
+    /// `rediss://` for TLS, `rediss://user:password@host:port/db` for an ACL user.
     pub redis_url: Option<String>,
+    /// PEM CA certificates to trust for `rediss://` instead of the system's trust store (a
+    /// private CA); unset: the system's (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
+    pub redis_ca_file: Option<PathBuf>,
     /// Timeout of each Redis command and connection attempt.
     pub redis_timeout_ms: u64,
     /// TOML file of hub API keys (`[[keys]] id, sha256, providers`), e.g. a mounted Secret.
@@ -215,6 +219,7 @@ impl Default for Config {
             mcp_max_sessions: 1000,
             mcp_session_idle_secs: 300,
             redis_url: None,
+            redis_ca_file: None,
             redis_timeout_ms: 2000,
             api_keys_file: None,
             api_keys: Vec::new(),
@@ -314,6 +319,7 @@ const ENV_KEYS: &[&str] = &[
     "mcp_max_sessions",
     "mcp_session_idle_secs",
     "redis_url",
+    "redis_ca_file",
     "redis_timeout_ms",
     "api_keys_file",
     "dangerously_allow_unauthenticated",

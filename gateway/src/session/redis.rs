@@ -6,7 +6,9 @@
 //! reach into another key's namespace. A turn costs two round trips: a
 //! script that takes the lock and reads the session, and a script that writes it, indexes it
 //! for its owner and releases the lock. Every command has a timeout, and the connection manager
-//! reconnects by itself when Redis comes back.
+//! reconnects by itself when Redis comes back. `rediss://` speaks TLS (rustls), verified against
+//! the system's trust store or `redis_ca_file`; `user:password@` in the URL logs in as an ACL
+//! user.
 //!
 //! Redis drops an expired session by itself; to count those, every write or refresh of a session
 //! also records its deadline in one sorted set (the expiry ledger), inside the same script or
@@ -98,18 +100,40 @@ pub struct RedisStore {
     sweep: Script,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisOptions {
+    /// `redis://` or `rediss://` (TLS), with `user:password@` for an ACL user.
     pub url: String,
     /// Per command, and for (re)connecting.
     pub timeout: Duration,
+    /// PEM CA certificates to trust for `rediss://` instead of the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisStore {
     /// Connects lazily: the hub starts even while Redis is down and recovers when it is back.
     pub async fn connect(options: &RedisOptions) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        // rediss:// runs on rustls, which needs its crypto provider.
+        crate::tls::install_crypto_provider();
+        let client = match &options.ca_file {
+            None => redis::Client::open(options.url.as_str()),
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "cannot read the Redis CA file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                redis::Client::build_with_tls(
+                    options.url.as_str(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+        }
+        .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(options.timeout))
             .set_connection_timeout(Some(options.timeout))

@@ -133,6 +133,7 @@ async fn main() {
         RedisStore::connect(&RedisOptions {
             url: server.url.clone(),
             timeout: Duration::from_secs(2),
+            ca_file: None,
         })
         .await
         .unwrap(),

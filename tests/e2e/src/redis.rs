@@ -7,12 +7,19 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+/// What the hub's Redis user needs (as docs/kubernetes.md and the README give it): its own keys,
+/// the commands of the session store, and nothing else.
+pub const HUB_ACL: &str = "~llm-mcp-hub:* resetchannels -@all +@connection +get +set +del +mget \
+    +pexpire +pttl +zadd +zrem +zrevrange +zrangebyscore +evalsha +eval +script|load +multi +exec";
+
 pub struct RedisServer {
     pub port: u16,
     pub url: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    /// TLS only (`--tls-port`): readiness is a TCP connect, not a plain PING.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -37,6 +44,57 @@ impl RedisServer {
             dir: crate::private_dir(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: false,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// TLS only, on `port` (no plain port), with the certificate in `certs`, and one ACL user
+    /// (`user`, `password`) allowed only the hub's keys and the commands its store uses; the
+    /// `default` user is off, so every connection must log in. `url` is `rediss://` for that
+    /// user.
+    pub async fn start_tls(
+        certs: &crate::tls::TestCerts,
+        user: &str,
+        password: &str,
+    ) -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let path = |p: &std::path::Path| p.display().to_string();
+        let mut extra = vec![
+            "--port".to_string(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            path(&certs.cert_file),
+            "--tls-key-file".into(),
+            path(&certs.key_file),
+            "--tls-ca-cert-file".into(),
+            path(&certs.ca_file),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            // Each word its own argument: redis-server joins a directive's arguments itself.
+            "--user".into(),
+            "default".into(),
+            "off".into(),
+            "--user".into(),
+            user.into(),
+            "on".into(),
+            format!(">{password}"),
+        ];
+        extra.extend(HUB_ACL.split_whitespace().map(String::from));
+        let mut server = RedisServer {
+            port,
+            url: format!("rediss://{user}:{password}@localhost:{port}/"),
+            dir: crate::private_dir(),
+            child: None,
+            extra,
+            tls: true,
         };
         server.restart().await;
         server
@@ -64,6 +122,17 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            if self.tls {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
             if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let _ = s.write_all(b"PING\r\n").await;

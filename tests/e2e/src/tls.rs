@@ -72,3 +72,33 @@ impl Drop for TlsFront {
         self.task.abort();
     }
 }
+
+/// PEM files of a private CA and of a server certificate it signed for `localhost` and
+/// 127.0.0.1, for servers run by tests (`redis-server --tls-port`).
+pub struct TestCerts {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl TestCerts {
+    pub fn write(dir: &Path) -> TestCerts {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let certs = TestCerts {
+            ca_file: dir.join("test-ca.pem"),
+            cert_file: dir.join("server.pem"),
+            key_file: dir.join("server-key.pem"),
+        };
+        std::fs::write(&certs.ca_file, ca.pem()).unwrap();
+        std::fs::write(&certs.cert_file, leaf.pem()).unwrap();
+        std::fs::write(&certs.key_file, leaf_key.serialize_pem()).unwrap();
+        certs
+    }
+}

@@ -12,6 +12,7 @@ async fn store_for(server: &RedisServer) -> RedisStore {
     RedisStore::connect(&RedisOptions {
         url: server.url.clone(),
         timeout: Duration::from_millis(500),
+        ca_file: None,
     })
     .await
     .unwrap()
@@ -56,4 +57,44 @@ async fn an_outage_fails_fast_and_recovers_without_losing_acknowledged_turns() {
         .unwrap()
         .expect("an acknowledged turn survives a hard restart");
     assert_eq!(session.messages.len(), 2);
+}
+
+/// `rediss://` with an ACL user, against a TLS-only `redis-server` whose `default` user is off:
+/// the whole behaviour suite passes with only the commands and keys the hub's ACL grants, and a
+/// wrong password, plain `redis://`, or a server certificate not signed by the trusted CA fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn conforms_over_tls_as_an_acl_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = e2e::tls::TestCerts::write(dir.path());
+    let server = RedisServer::start_tls(&certs, "hub", "hub-acl-secret").await;
+    let connect = |url: String, ca_file: Option<std::path::PathBuf>| async move {
+        RedisStore::connect(&RedisOptions {
+            url,
+            timeout: Duration::from_millis(1000),
+            ca_file,
+        })
+        .await
+        .unwrap()
+    };
+    let store = connect(server.url.clone(), Some(certs.ca_file.clone())).await;
+    conformance::run_all(&store).await;
+
+    let port = server.port;
+    for (what, url, ca) in [
+        (
+            "wrong password",
+            format!("rediss://hub:wrong@localhost:{port}/"),
+            Some(certs.ca_file.clone()),
+        ),
+        (
+            "plain redis://",
+            format!("redis://hub:hub-acl-secret@localhost:{port}/"),
+            None,
+        ),
+        // The system's trust store does not know the test CA.
+        ("untrusted certificate", server.url.clone(), None),
+    ] {
+        let store = connect(url, ca).await;
+        assert!(store.ping().await.is_err(), "{what}");
+    }
 }
