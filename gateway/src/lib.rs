@@ -14,6 +14,8 @@ pub mod auth;
 pub mod backend;
 pub mod cli;
 pub mod config;
+#[cfg(test)]
+mod decoding_properties;
 pub mod discovery;
 pub mod errors;
 pub mod mcp;

@@ -594,3 +594,55 @@ mod tests {
         assert!(e.contains("string"), "{e}");
     }
 }
+
+/// Bounded fuzzing of MCP arguments: any JSON a client sends as tool or prompt arguments is
+/// decoded or refused with a message naming the tool, never a panic.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::decoding_properties::{json_value, text};
+
+    fn object(value: Value) -> Option<JsonObject> {
+        match value {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn tool_arguments_of_any_shape_decode_or_say_why(args in json_value()) {
+            let args = object(args);
+            match parse_args::<ChatArgs>("chat", args.clone()) {
+                // A message is required: a decoded call has the one the client sent.
+                Ok(chat) => prop_assert_eq!(
+                    args.as_ref().and_then(|a| a.get("message")),
+                    Some(&Value::String(chat.message))
+                ),
+                Err(e) => prop_assert!(e.contains("'chat'"), "{}", e),
+            }
+            if let Err(e) = parse_args::<SessionArgs>("get_session", args.clone()) {
+                prop_assert!(e.contains("'get_session'"), "{}", e);
+            }
+            let _ = parse_args::<NoArgs>("list_providers", args);
+        }
+
+        #[test]
+        fn prompts_take_any_arguments_without_panicking(
+            name in prop_oneof![
+                text(),
+                Just("summarize".to_string()),
+                Just("translate".to_string()),
+                Just("review_code".to_string()),
+                Just("commit_message".to_string()),
+            ],
+            args in json_value(),
+        ) {
+            let _ = crate::mcp::prompts::get(&name, object(args));
+        }
+    }
+}
