@@ -34,6 +34,15 @@ struct Args {
     /// Image of workers and routers when a resource does not name one.
     #[arg(long, env = "LLM_MCP_HUB_IMAGE", default_value_t = default_image())]
     image: String,
+    /// Registries (`ghcr.io`) or registry paths (`ghcr.io/llm-mcp-hub`) that an LLMProvider's or
+    /// HubGateway's own image (`spec.image`, the managed Redis image) may come from, comma
+    /// separated; a resource naming another is refused (`ImageNotAllowed`). Empty: any image.
+    #[arg(
+        long,
+        env = "LLM_MCP_HUB_ALLOWED_IMAGE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    allowed_image_registries: Vec<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "LLM_MCP_HUB_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
@@ -151,6 +160,12 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         BuildConfig {
             image: args.image.clone(),
+            allowed_image_registries: args
+                .allowed_image_registries
+                .iter()
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect(),
         },
         metrics.clone(),
         Some(identity.clone()),

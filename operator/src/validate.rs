@@ -86,6 +86,48 @@ pub fn provider(spec: &LLMProviderSpec) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Checks an image a resource asks for against the operator's allow-list of registries (each
+/// entry a registry, `ghcr.io`, or a registry and path, `ghcr.io/llm-mcp-hub`). An empty list
+/// allows any image. Without a list, whoever may write an LLMProvider could run any image with
+/// the account Secrets it names mounted.
+pub fn image(image: Option<&str>, allowed: &[String], field: &str) -> Result<(), Problem> {
+    let Some(image) = image else {
+        return Ok(());
+    };
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let full = qualified(image);
+    let permitted = allowed.iter().any(|entry| {
+        let entry = entry.trim_end_matches('/');
+        !entry.is_empty()
+            && full
+                .strip_prefix(entry)
+                .is_some_and(|rest| rest.starts_with('/'))
+    });
+    if permitted {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            "ImageNotAllowed",
+            format!(
+                "{field} '{image}' is not from an allowed registry ({})",
+                allowed.join(", ")
+            ),
+        ))
+    }
+}
+
+/// An image reference with its registry spelled out, as the container runtime reads it: a first
+/// component with a `.` or `:`, or `localhost`, is a registry; otherwise it is Docker Hub.
+fn qualified(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => image.to_owned(),
+        Some(_) => format!("docker.io/{image}"),
+        None => format!("docker.io/library/{image}"),
+    }
+}
+
 /// Validates a HubGateway spec.
 pub fn gateway(spec: &HubGatewaySpec) -> Result<(), Problem> {
     if !(0..=50).contains(&spec.replicas) {
@@ -112,6 +154,39 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> LLMProviderSpec {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn images_come_from_allowed_registries_only() {
+        let allowed = vec![
+            "ghcr.io/llm-mcp-hub".to_owned(),
+            "registry.example:5000".to_owned(),
+        ];
+        for ok in [
+            None,
+            Some("ghcr.io/llm-mcp-hub/llm-mcp-hub:1.2"),
+            Some("ghcr.io/llm-mcp-hub/x@sha256:abc"),
+            Some("registry.example:5000/team/hub:latest"),
+        ] {
+            assert_eq!(image(ok, &allowed, "spec.image"), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "ghcr.io/someone-else/hub:1",
+            "ghcr.io/llm-mcp-hub-evil/hub:1",
+            "ghcr.io.evil.example/llm-mcp-hub/hub:1",
+            "llm-mcp-hub",
+            "library/redis:7",
+            "registry.example:5001/team/hub",
+            "localhost/hub",
+        ] {
+            let e = image(Some(bad), &allowed, "spec.image").unwrap_err();
+            assert_eq!(e.reason, "ImageNotAllowed", "{bad}");
+        }
+        // Docker Hub spelled out, and no list at all.
+        let hub = vec!["docker.io/library".to_owned()];
+        assert_eq!(image(Some("redis:7.4-alpine"), &hub, "x"), Ok(()));
+        assert!(image(Some("evil/redis"), &hub, "x").is_err());
+        assert_eq!(image(Some("anything/at:all"), &[], "x"), Ok(()));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use support::*;
 fn cfg() -> BuildConfig {
     BuildConfig {
         image: "ghcr.io/llm-mcp-hub/llm-mcp-hub:0.1.0".to_owned(),
+        ..BuildConfig::default()
     }
 }
 

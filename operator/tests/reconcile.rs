@@ -20,6 +20,7 @@ fn ctx(mock: &MockApi) -> Arc<Context> {
         mock.client.clone(),
         BuildConfig {
             image: "img:test".to_owned(),
+            ..BuildConfig::default()
         },
         Metrics::new(),
         Some("test".to_owned()),
@@ -424,6 +425,33 @@ async fn provider_with_impossible_replicas_is_reported() {
         condition(&status_body(&seen, HUB), "Ready")["reason"],
         "InvalidReplicas"
     );
+}
+
+/// With an allow-list of registries, an LLMProvider naming an image from elsewhere is refused
+/// before anything is read or written: it cannot pair its account Secrets with any image.
+#[tokio::test]
+async fn provider_with_an_image_outside_the_allowed_registries_is_refused() {
+    let mut p = gemini_provider();
+    p.spec.image = Some("evil.example/exfiltrate:latest".into());
+    let mock = MockApi::start(vec![status_apply(
+        format!("{HUB}/llmproviders/gemini/status"),
+        gemini_json(),
+    )]);
+    let c = Arc::new(Context::new(
+        mock.client.clone(),
+        BuildConfig {
+            image: "img:test".to_owned(),
+            allowed_image_registries: vec!["ghcr.io/llm-mcp-hub".to_owned()],
+        },
+        Metrics::new(),
+        Some("test".to_owned()),
+    ));
+    provider::reconcile(Arc::new(p), c.clone()).await.unwrap();
+    drop(c);
+    let seen = mock.finish().await;
+    let status = status_body(&seen, HUB);
+    assert_eq!(condition(&status, "Ready")["reason"], "ImageNotAllowed");
+    assert_eq!(events(&seen)[0].body["reason"], "ImageNotAllowed");
 }
 
 #[tokio::test]

@@ -40,12 +40,15 @@ pub fn default_image() -> String {
 pub struct BuildConfig {
     /// Image used when a resource does not name one.
     pub image: String,
+    /// Registries (or registry paths) a resource's own image may come from; empty: any.
+    pub allowed_image_registries: Vec<String>,
 }
 
 impl Default for BuildConfig {
     fn default() -> Self {
         Self {
             image: default_image(),
+            allowed_image_registries: Vec::new(),
         }
     }
 }

@@ -10,7 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use llm_mcp_hub_crds::{HubGateway, HubGatewayStatus, LLMProvider, SessionStoreMode, condition};
+use llm_mcp_hub_crds::{
+    HubGateway, HubGatewayStatus, LLMProvider, ManagedRedisSpec, SessionStoreMode, condition,
+};
 
 use super::status::{
     failures, measured, publish_status, report_problem, rolling_out, set_degraded,
@@ -50,7 +52,21 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
     let spec = &g.spec;
 
     // 1. Check everything before writing anything.
-    if let Err(problem) = validate::gateway(spec) {
+    let allowed = &ctx.config.allowed_image_registries;
+    let checked = validate::gateway(spec)
+        .and_then(|()| validate::image(spec.image.as_deref(), allowed, "spec.image"))
+        .and_then(|()| {
+            // The default Redis image is the operator's choice, not an override.
+            let image = &spec.session_store.managed.image;
+            if spec.session_store.mode == SessionStoreMode::Managed
+                && *image != ManagedRedisSpec::default().image
+            {
+                validate::image(Some(image), allowed, "spec.sessionStore.managed.image")
+            } else {
+                Ok(())
+            }
+        });
+    if let Err(problem) = checked {
         return report_problem(g, ctx, &ns, problem).await;
     }
     let mut needs = vec![SecretNeed {

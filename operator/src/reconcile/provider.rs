@@ -45,7 +45,13 @@ async fn reconcile_inner(p: &LLMProvider, ctx: &Context) -> Result<Action, Error
 
     // 1. Everything is checked before anything is written, so a bad spec never leaves a
     //    half-applied set of objects: the last good objects stay as they were.
-    if let Err(problem) = validate::provider(&p.spec) {
+    if let Err(problem) = validate::provider(&p.spec).and_then(|()| {
+        validate::image(
+            p.spec.image.as_deref(),
+            &ctx.config.allowed_image_registries,
+            "spec.image",
+        )
+    }) {
         return report_problem(p, ctx, &ns, problem).await;
     }
     let needs: Vec<SecretNeed<'_>> = p
