@@ -412,6 +412,31 @@ fn worker_service_carries_discovery_labels_and_policy_admits_only_routers() {
         from.namespace_selector.is_none(),
         "routers of the same namespace only"
     );
+    // Out: DNS and HTTPS only (the vendor), nothing else.
+    assert_eq!(
+        np.policy_types.as_deref(),
+        Some(&["Ingress".to_owned(), "Egress".to_owned()][..])
+    );
+    let mut ports: Vec<(String, String)> = np
+        .egress
+        .as_ref()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| {
+            assert!(rule.to.is_none());
+            rule.ports.clone().unwrap()
+        })
+        .map(|p| (p.protocol.unwrap(), format!("{:?}", p.port.unwrap())))
+        .collect();
+    ports.sort();
+    assert_eq!(
+        ports,
+        [
+            ("TCP".to_owned(), "Int(443)".to_owned()),
+            ("TCP".to_owned(), "Int(53)".to_owned()),
+            ("UDP".to_owned(), "Int(53)".to_owned()),
+        ]
+    );
 }
 
 #[test]
@@ -543,6 +568,14 @@ fn managed_redis_is_persistent_authenticated_and_fenced() {
         .unwrap();
     assert_eq!(sel[labels::GATEWAY], "main");
     assert_eq!(sel[labels::COMPONENT], "router");
+    // Redis only answers: its policy allows no egress at all.
+    assert!(
+        np.policy_types
+            .as_ref()
+            .unwrap()
+            .contains(&"Egress".to_owned())
+    );
+    assert_eq!(np.egress.as_deref(), Some(&[][..]));
 }
 
 #[test]

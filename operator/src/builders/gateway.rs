@@ -692,6 +692,8 @@ fn redis_objects(g: &HubGateway, password: &str) -> RedisObjects {
         gateway_selector(g, labels::COMPONENT_REDIS),
         gateway_selector(g, labels::COMPONENT_ROUTER),
         REDIS_PORT,
+        // Redis only answers: no egress at all.
+        Vec::new(),
     );
     RedisObjects {
         secret,

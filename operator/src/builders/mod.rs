@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{
     SecretKeySelector, SecurityContext, ServicePort, Volume,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -257,12 +257,44 @@ pub fn scheduled(pod: PodSpec, sched: &SchedulingSpec) -> PodSpec {
     }
 }
 
-/// A NetworkPolicy that lets only the `from` pods of the same namespace reach `port` of `pods`.
+/// Egress to DNS (UDP and TCP 53), anywhere: cluster DNS lives outside the namespace.
+pub fn dns_egress() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: None,
+        ports: Some(
+            ["UDP", "TCP"]
+                .into_iter()
+                .map(|protocol| NetworkPolicyPort {
+                    port: Some(IntOrString::Int(53)),
+                    protocol: Some(protocol.to_owned()),
+                    ..NetworkPolicyPort::default()
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Egress to HTTPS (TCP 443), anywhere: the vendors' APIs and login endpoints have no fixed
+/// addresses.
+pub fn https_egress() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: None,
+        ports: Some(vec![NetworkPolicyPort {
+            port: Some(IntOrString::Int(443)),
+            protocol: Some("TCP".to_owned()),
+            ..NetworkPolicyPort::default()
+        }]),
+    }
+}
+
+/// A NetworkPolicy that lets only the `from` pods of the same namespace reach `port` of `pods`,
+/// and lets `pods` reach only what `egress` allows (nothing when it is empty).
 pub fn admit_only(
     metadata: ObjectMeta,
     pods: BTreeMap<String, String>,
     from: BTreeMap<String, String>,
     port: i32,
+    egress: Vec<NetworkPolicyEgressRule>,
 ) -> NetworkPolicy {
     let selector = |labels| LabelSelector {
         match_labels: Some(labels),
@@ -272,7 +304,8 @@ pub fn admit_only(
         metadata,
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(pods)),
-            policy_types: Some(vec!["Ingress".to_owned()]),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            egress: Some(egress),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     pod_selector: Some(selector(from)),
@@ -284,7 +317,6 @@ pub fn admit_only(
                     ..NetworkPolicyPort::default()
                 }]),
             }]),
-            ..NetworkPolicySpec::default()
         }),
     }
 }

@@ -17,9 +17,9 @@ use kube::ResourceExt;
 use llm_mcp_hub_crds::{AccountSpec, LLMProvider, ProviderKind, labels};
 
 use super::{
-    BuildConfig, HUB_UID, admit_only, base_labels, container_security, empty_dir, env, hash_parts,
-    http_container_port, http_probe, http_service_port, meta, pod_security, pull_secrets,
-    resources_or, scheduled, secret_env, surge_rollout,
+    BuildConfig, HUB_UID, admit_only, base_labels, container_security, dns_egress, empty_dir, env,
+    hash_parts, http_container_port, http_probe, http_service_port, https_egress, meta,
+    pod_security, pull_secrets, resources_or, scheduled, secret_env, surge_rollout,
 };
 
 /// Port the workers listen on.
@@ -153,6 +153,9 @@ pub fn build(p: &LLMProvider, cfg: &BuildConfig, inputs: &WorkerInputs) -> Worke
         provider_selector(p),
         router_pod_selector(),
         WORKER_PORT,
+        // A worker calls its vendor (HTTPS) and nothing else: no API server (it mounts no
+        // service-account token), no other pod.
+        vec![dns_egress(), https_egress()],
     );
     let token_secret = Secret {
         metadata: meta(p, worker_token_secret_name(&name), provider_labels(p)),
