@@ -96,6 +96,7 @@ fn gateway_docs(o: &GatewayObjects) -> Vec<serde_json::Value> {
         v(&o.role),
         v(&o.role_binding),
         v(&o.config_map),
+        v(&o.network_policy),
     ];
     if let Some(r) = &o.redis {
         docs.extend([
@@ -743,4 +744,60 @@ fn routers_get_the_served_providers_tokens_projected() {
         template(&["gemini", "claude"])
     );
     assert_ne!(template(&["claude"]), template(&["claude", "gemini"]));
+}
+
+/// The routers reach DNS, the API server, the namespace's workers and their Redis, nothing
+/// else; their ingress is left open (clients come from anywhere).
+#[test]
+fn router_egress_is_dns_api_server_workers_and_redis() {
+    let o = gateway_objects(&managed_gateway(), "h", Some("pw"), &["claude"]);
+    let np = o.network_policy.spec.as_ref().unwrap();
+    assert_eq!(np.policy_types.as_deref(), Some(&["Egress".to_owned()][..]));
+    assert!(np.ingress.is_none());
+    let sel = np
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(sel[labels::COMPONENT], "router");
+    let rules: Vec<(Option<String>, Vec<i32>)> = np
+        .egress
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let to = r.to.as_ref().map(|peers| {
+                let labels = peers[0]
+                    .pod_selector
+                    .as_ref()
+                    .unwrap()
+                    .match_labels
+                    .as_ref()
+                    .unwrap();
+                labels[labels::COMPONENT].clone()
+            });
+            let ports = r
+                .ports
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|p| match p.port {
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => n,
+                    _ => panic!("numeric ports"),
+                })
+                .collect();
+            (to, ports)
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (None, vec![53, 53]),
+            (None, vec![443, 6443]),
+            (Some("worker".to_owned()), vec![8081]),
+            (Some("redis".to_owned()), vec![6379]),
+        ]
+    );
 }

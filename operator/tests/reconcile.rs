@@ -580,6 +580,7 @@ fn managed_gateway_steps(existing_redis_secret: Option<Value>) -> Vec<Step> {
         apply(format!("{RBAC}/roles/main-router")),
         apply(format!("{RBAC}/rolebindings/main-router")),
         apply(format!("{CORE}/configmaps/main-router")),
+        apply(format!("{NET}/networkpolicies/main-router")),
         apply(format!("{CORE}/secrets/main-redis-auth")),
         apply(format!("{CORE}/services/main-redis")),
         apply(format!("{NET}/networkpolicies/main-redis")),
@@ -712,6 +713,7 @@ async fn gateway_with_external_redis_removes_managed_objects_and_has_no_ingress(
         apply(format!("{RBAC}/roles/edge-router")),
         apply(format!("{RBAC}/rolebindings/edge-router")),
         apply(format!("{CORE}/configmaps/edge-router")),
+        apply(format!("{NET}/networkpolicies/edge-router")),
         Step::new(
             Method::GET,
             format!("{APPS}/statefulsets/edge-redis"),

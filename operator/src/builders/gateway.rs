@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyEgressRule,
+    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,9 +27,9 @@ use llm_mcp_hub_crds::{HubGateway, SessionStoreMode, labels};
 
 use super::worker::{WORKER_TOKEN_KEY, worker_token_secret_name};
 use super::{
-    BuildConfig, HUB_UID, REDIS_UID, admit_only, base_labels, container_security, empty_dir, env,
-    hash_parts, http_container_port, http_probe, http_service_port, meta, pod_security,
-    pull_secrets, resources_or, scheduled, secret_env, surge_rollout,
+    BuildConfig, HUB_UID, REDIS_UID, admit_only, base_labels, container_security, dns_egress,
+    empty_dir, env, hash_parts, http_container_port, http_probe, http_service_port, meta,
+    pod_security, pull_secrets, resources_or, scheduled, secret_env, surge_rollout,
 };
 
 /// Port the routers listen on.
@@ -57,6 +58,8 @@ pub struct GatewayObjects {
     pub deployment: Deployment,
     /// Service in front of the routers.
     pub service: Service,
+    /// What the routers may reach: DNS, the API server, the namespace's workers and Redis.
+    pub network_policy: NetworkPolicy,
     /// Optional Ingress.
     pub ingress: Option<Ingress>,
     /// Managed Redis, when the session store is `Managed`.
@@ -488,6 +491,7 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
         SessionStoreMode::External => None,
     };
 
+    let network_policy = router_egress(g, meta(g, &rname, router_labels.clone()));
     GatewayObjects {
         service_account,
         role,
@@ -495,8 +499,67 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
         config_map,
         deployment,
         service,
+        network_policy,
         ingress,
         redis,
+    }
+}
+
+/// The routers' egress (their ingress is left open: clients come through the Service or an
+/// Ingress controller from anywhere): DNS; the API server (443, and 6443 where a network plugin
+/// sees the endpoint port), which they watch for LLMProviders and EndpointSlices; the workers
+/// of the namespace on their port; the managed Redis, or an external one on 6379/6380 (one
+/// elsewhere needs a NetworkPolicy of its own: policies add up).
+fn router_egress(g: &HubGateway, metadata: ObjectMeta) -> NetworkPolicy {
+    let tcp = |port: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_owned()),
+        ..NetworkPolicyPort::default()
+    };
+    let pods = |labels: BTreeMap<String, String>| {
+        Some(vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }])
+    };
+    let redis = match g.spec.session_store.mode {
+        SessionStoreMode::Managed => NetworkPolicyEgressRule {
+            to: pods(gateway_selector(g, labels::COMPONENT_REDIS)),
+            ports: Some(vec![tcp(REDIS_PORT)]),
+        },
+        SessionStoreMode::External => NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(vec![tcp(REDIS_PORT), tcp(REDIS_PORT + 1)]),
+        },
+    };
+    NetworkPolicy {
+        metadata,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(gateway_selector(g, labels::COMPONENT_ROUTER)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Egress".to_owned()]),
+            egress: Some(vec![
+                dns_egress(),
+                NetworkPolicyEgressRule {
+                    to: None,
+                    ports: Some(vec![tcp(443), tcp(6443)]),
+                },
+                NetworkPolicyEgressRule {
+                    to: pods(BTreeMap::from([(
+                        labels::COMPONENT.to_owned(),
+                        labels::COMPONENT_WORKER.to_owned(),
+                    )])),
+                    ports: Some(vec![tcp(super::worker::WORKER_PORT)]),
+                },
+                redis,
+            ]),
+            ingress: None,
+        }),
     }
 }
 

@@ -132,6 +132,7 @@ async fn reconcile_inner(g: &HubGateway, ctx: &Context) -> Result<Action, Error>
     apply(c, &ns, &objs.role).await?;
     apply(c, &ns, &objs.role_binding).await?;
     apply(c, &ns, &objs.config_map).await?;
+    apply(c, &ns, &objs.network_policy).await?;
     let mut redis_ready = true;
     match &objs.redis {
         Some(r) => {
