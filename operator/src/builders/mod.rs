@@ -305,7 +305,9 @@ pub fn admit_only(
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(pods)),
             policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
-            egress: Some(egress),
+            // No rules is left out, not sent empty: the API server drops an empty list, and
+            // every apply would then change the object. Egress in policyTypes alone denies all.
+            egress: (!egress.is_empty()).then_some(egress),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: Some(vec![NetworkPolicyPeer {
                     pod_selector: Some(selector(from)),
