@@ -424,12 +424,12 @@ same() { # want, got
 # get/list/watch EndpointSlices; create Events" (Secrets are also among the kinds it creates: the
 # managed Redis password, the worker tokens).
 operator_rules() {
-  local manage="create,delete,get,list,patch,update,watch"
+  local manage="create,delete,get,list,patch,watch"
   printf '%s\n' \
     "configmaps $manage" "deployments.apps $manage" "endpointslices.discovery.k8s.io get,list,watch" \
     "events.events.k8s.io create,patch" "hubgateways.llm-mcp-hub.dev get,list,watch" \
-    "hubgateways.llm-mcp-hub.dev/status get,patch,update" "ingresses.networking.k8s.io $manage" \
-    "llmproviders.llm-mcp-hub.dev get,list,watch" "llmproviders.llm-mcp-hub.dev/status get,patch,update" \
+    "hubgateways.llm-mcp-hub.dev/status get,patch" "ingresses.networking.k8s.io $manage" \
+    "llmproviders.llm-mcp-hub.dev get,list,watch" "llmproviders.llm-mcp-hub.dev/status get,patch" \
     "networkpolicies.networking.k8s.io $manage" "poddisruptionbudgets.policy $manage" \
     "rolebindings.rbac.authorization.k8s.io $manage" "roles.rbac.authorization.k8s.io $manage" \
     "secrets $manage" "serviceaccounts $manage" "services $manage" "statefulsets.apps $manage" | sort
@@ -487,7 +487,7 @@ part_operator() {
 
   # RBAC: what the chart grants is what docs/kubernetes.md says, nothing more.
   section "RBAC as the API server enforces it (kubectl auth can-i --list)"
-  local manage="create,delete,get,list,patch,update,watch" op_rules
+  local manage="create,delete,get,list,patch,watch" op_rules
   op_rules="$(operator_rules)"
   # The kinds it may manage are exactly the kinds the docs' "What the operator creates" lists.
   local doc_kinds rbac_kinds
