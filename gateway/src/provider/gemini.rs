@@ -99,6 +99,13 @@ impl Adapter for Gemini {
         let mut files = vec![
             (PathBuf::from(SETTINGS_FILE), settings.to_string()),
             (PathBuf::from(SYSTEM_PROMPT_FILE), system),
+            // gemini loads the first `.gemini/.env` or `.env` it meets walking up from its
+            // working directory (`work/`, below this one); from a scratch dir under the home
+            // that walk reached `~/.gemini/.env`, where people keep API keys and endpoints
+            // (measured: a planted one's variables reached the model server). Empty ones here
+            // end the walk before it leaves the scratch dir.
+            (Path::new(".gemini").join(".env"), String::new()),
+            (PathBuf::from(".env"), String::new()),
         ];
         if let Some(home) = &user_home {
             let user = std::fs::read_to_string(Path::new(home).join(".gemini").join(USER_SETTINGS));

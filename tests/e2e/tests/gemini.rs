@@ -361,3 +361,34 @@ async fn a_models_tool_calls_run_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dotenv_file_above_the_scratch_dir_is_not_loaded() {
+    // gemini loads the first `.env` (or `.gemini/.env`) it finds walking up from its working
+    // directory; from a scratch dir under the home that reaches `~/.gemini/.env`, where people
+    // keep API keys and endpoints. Planted here above the scratch dir: a header it would add to
+    // every model request if loaded.
+    let hub = Hub::start_with(gemini_only("warm_processes = 0")).await;
+    let root = hub.scratch.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(root.join(".gemini")).unwrap();
+    for file in [root.join(".env"), root.join(".gemini/.env")] {
+        std::fs::write(
+            &file,
+            "GEMINI_CLI_CUSTOM_HEADERS=x-dotenv-leak: planted\nGOOGLE_CLOUD_PROJECT=dotenv-project\n",
+        )
+        .unwrap();
+    }
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("[[reply:ok]]")]}))
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let requests = hub.gemini.requests();
+    assert!(!requests.is_empty());
+    for req in requests {
+        assert!(
+            req.header("x-dotenv-leak").is_none(),
+            "a .env above the scratch dir was loaded: {:?}",
+            req.headers
+        );
+    }
+}
