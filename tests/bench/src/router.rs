@@ -314,36 +314,29 @@ async fn worker_chat(
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }
-    let mut stream = response.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
+    // The hub's own SSE decoder (the one its router and mcp-stdio use).
+    let mut events = llm_mcp_hub::wire::sse_data(response.bytes_stream());
     let mut ttft = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("body: {e}"))?;
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim().strip_prefix("data:") else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(data.trim()).map_err(|e| format!("event: {e}"))?;
-            match v["type"].as_str() {
-                Some("delta") => {
-                    if ttft.is_none() && v["text"].as_str().is_some_and(|t| !t.is_empty()) {
-                        ttft = Some(start.elapsed());
-                    }
+    while let Some(data) = events.next().await {
+        let data = data.map_err(|e| format!("body: {e}"))?;
+        let data = data.as_str();
+        let v: Value = serde_json::from_str(data.trim()).map_err(|e| format!("event: {e}"))?;
+        match v["type"].as_str() {
+            Some("delta") => {
+                if ttft.is_none() && v["text"].as_str().is_some_and(|t| !t.is_empty()) {
+                    ttft = Some(start.elapsed());
                 }
-                Some("done") => {
-                    return match ttft {
-                        Some(ttft) => Ok(Timing {
-                            ttft,
-                            total: start.elapsed(),
-                        }),
-                        None => Err("no text before done".into()),
-                    };
-                }
-                _ => return Err("error event".into()),
             }
+            Some("done") => {
+                return match ttft {
+                    Some(ttft) => Ok(Timing {
+                        ttft,
+                        total: start.elapsed(),
+                    }),
+                    None => Err("no text before done".into()),
+                };
+            }
+            _ => return Err("error event".into()),
         }
     }
     Err("stream ended without done".into())
@@ -371,39 +364,32 @@ async fn router_stream_text(
     if !status.is_success() {
         return Err(format!("HTTP {}", status.as_u16()));
     }
-    let mut stream = response.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
+    // The hub's own SSE decoder (the one its router and mcp-stdio use).
+    let mut events = llm_mcp_hub::wire::sse_data(response.bytes_stream());
     let (mut ttft, mut answer) = (None, String::new());
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("body: {e}"))?;
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim().strip_prefix("data:") else {
-                continue;
+    while let Some(data) = events.next().await {
+        let data = data.map_err(|e| format!("body: {e}"))?;
+        let data = data.as_str();
+        let data = data.trim();
+        if data == "[DONE]" {
+            let ttft = ttft.ok_or("no text before [DONE]")?;
+            let timing = Timing {
+                ttft,
+                total: start.elapsed(),
             };
-            let data = data.trim();
-            if data == "[DONE]" {
-                let ttft = ttft.ok_or("no text before [DONE]")?;
-                let timing = Timing {
-                    ttft,
-                    total: start.elapsed(),
-                };
-                return Ok((timing, answer));
-            }
-            let v: Value = serde_json::from_str(data).map_err(|e| format!("chunk: {e}"))?;
-            if v.get("error").is_some() {
-                return Err("error event".into());
-            }
-            let content = v
-                .pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !content.is_empty() {
-                ttft.get_or_insert_with(|| start.elapsed());
-                answer.push_str(content);
-            }
+            return Ok((timing, answer));
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| format!("chunk: {e}"))?;
+        if v.get("error").is_some() {
+            return Err("error event".into());
+        }
+        let content = v
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !content.is_empty() {
+            ttft.get_or_insert_with(|| start.elapsed());
+            answer.push_str(content);
         }
     }
     Err("stream ended without [DONE]".into())
