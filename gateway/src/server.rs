@@ -141,6 +141,7 @@ pub async fn worker(config: Config, args: WorkerArgs) -> anyhow::Result<()> {
         metrics,
         provider: name.clone(),
         account: args.account.clone().filter(|a| !a.is_empty()),
+        models: Arc::new(config.providers[&name].models.clone()),
         token_sha256,
         draining: Arc::new(AtomicBool::new(false)),
         in_flight: Arc::new(AtomicUsize::new(0)),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,8 @@ pub struct WorkerState {
     /// The provider this worker serves (the LLMProvider's name).
     pub provider: String,
     pub account: Option<String>,
+    /// The models it serves (fixed at start).
+    pub models: Arc<Vec<String>>,
     /// SHA-256 of the worker credential; `None` only on loopback without one.
     pub token_sha256: Option<[u8; 32]>,
     /// Set on SIGTERM: no new turns; those in flight finish.
@@ -114,11 +116,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn chat(
-    State(state): State<WorkerState>,
-    _headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn chat(State(state): State<WorkerState>, body: axum::body::Bytes) -> Response {
     let request: WorkerChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -148,14 +146,7 @@ async fn chat(
             )),
         );
     }
-    let models = state
-        .backend
-        .providers()
-        .into_iter()
-        .next()
-        .map(|p| p.models)
-        .unwrap_or_default();
-    if !models.contains(&request.model) {
+    if !state.models.contains(&request.model) {
         return refuse(
             StatusCode::BAD_REQUEST,
             unavailable(format!(
