@@ -149,6 +149,9 @@ impl From<&ProviderError> for ClientError {
             ProviderError::Upstream { .. } => (502, "provider_error", "upstream_error"),
             ProviderError::Crashed { .. } => (502, "provider_error", "provider_failed"),
             ProviderError::Timeout { .. } => (504, "provider_error", "provider_timeout"),
+            ProviderError::Unsupported { .. } => {
+                (400, "invalid_request_error", "unsupported_by_provider")
+            }
         };
         let message = match e {
             ProviderError::UsageLimited {

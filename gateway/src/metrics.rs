@@ -31,6 +31,11 @@ pub struct Metrics {
     pub cli_info: IntGaugeVec,
     /// Router: attempts on workers by provider and result (`ok`, `retried`, `failed`).
     pub worker_attempts: IntCounterVec,
+    /// Tool calls handed to clients, by provider.
+    pub tool_calls: IntCounterVec,
+    /// Requests that brought tool results, by provider and how they went on: `parked` (the
+    /// process that made the calls) or `fresh` (a new process, from the transcript).
+    pub tool_continuations: IntCounterVec,
     /// Router: workers by provider and state (`ready`, `limited`, `not_accepting`, `failing`,
     /// `unknown`), refreshed with each status round.
     pub workers: IntGaugeVec,
@@ -108,6 +113,16 @@ impl Metrics {
                 "process_crashes_total",
                 "CLI processes that died unexpectedly",
                 &["provider"],
+            ),
+            tool_calls: counter(
+                "tool_calls_total",
+                "Tool calls handed to clients",
+                &["provider"],
+            ),
+            tool_continuations: counter(
+                "tool_continuations_total",
+                "Requests with tool results, by how the turn went on (parked, fresh)",
+                &["provider", "how"],
             ),
             retired: counter(
                 "process_retired_total",

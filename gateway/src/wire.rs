@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Limits;
-use crate::provider::{ChatEvent, Message, ProviderError, ProviderKind, Usage};
+use crate::provider::{ChatEvent, Message, ProviderError, ProviderKind, ToolCall, ToolSpec, Usage};
 use crate::runtime::{HealthState, PoolStatus};
 
 pub const CHAT_PATH: &str = "/internal/v1/chat";
@@ -32,6 +32,13 @@ pub struct WorkerChatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
     pub messages: Vec<Message>,
+    /// The client's tools (function calling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<ToolSpec>>,
+    /// The hub key's id the router authenticated: a turn waiting on tool results is continued
+    /// only for the same key.
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// One event of a worker's answer.
@@ -40,6 +47,10 @@ pub struct WorkerChatRequest {
 pub enum WireEvent {
     Delta {
         text: String,
+    },
+    /// The model called the client's tools; `done` follows.
+    ToolCalls {
+        calls: Vec<ToolCall>,
     },
     Done {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +65,7 @@ impl From<Result<ChatEvent, ProviderError>> for WireEvent {
     fn from(event: Result<ChatEvent, ProviderError>) -> WireEvent {
         match event {
             Ok(ChatEvent::Delta(text)) => WireEvent::Delta { text },
+            Ok(ChatEvent::ToolCalls(calls)) => WireEvent::ToolCalls { calls },
             Ok(ChatEvent::Done { usage }) => WireEvent::Done { usage },
             Err(error) => WireEvent::Error { error },
         }
@@ -64,6 +76,7 @@ impl From<WireEvent> for Result<ChatEvent, ProviderError> {
     fn from(event: WireEvent) -> Self {
         match event {
             WireEvent::Delta { text } => Ok(ChatEvent::Delta(text)),
+            WireEvent::ToolCalls { calls } => Ok(ChatEvent::ToolCalls(calls)),
             WireEvent::Done { usage } => Ok(ChatEvent::Done { usage }),
             WireEvent::Error { error } => Err(error),
         }
@@ -94,6 +107,10 @@ pub struct WorkerStatus {
     pub limits: Limits,
     /// The hub version the worker runs.
     pub version: String,
+    /// This worker process's id, random per start: the first part of the tool call ids it
+    /// hands out, so a router sends the follow-up to the worker holding the waiting process.
+    #[serde(default)]
+    pub instance: String,
     /// The worker's CLI: version, tested range, process mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cli: Option<crate::backend::CliInfo>,

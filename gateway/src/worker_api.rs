@@ -162,6 +162,8 @@ async fn chat(State(state): State<WorkerState>, body: axum::body::Bytes) -> Resp
         model: request.model,
         system: request.system,
         messages: request.messages,
+        tools: request.tools.map(crate::provider::ToolSet::new),
+        owner: request.owner,
     });
     let stream = events.map(move |event| {
         let _held = &guard;
@@ -196,6 +198,7 @@ pub fn worker_status(state: &WorkerState) -> Option<WorkerStatus> {
         capacity: info.pool,
         limits: info.limits,
         version: env!("CARGO_PKG_VERSION").into(),
+        instance: crate::runtime::parked::instance_id().into(),
         cli: info.cli,
     })
 }

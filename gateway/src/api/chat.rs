@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::{ApiError, created_now};
 use super::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Delta,
-    OutputMessage, UsageOut,
+    DeltaFunction, DeltaToolCall, OutputMessage, OutputToolCall, UsageOut,
 };
 use crate::auth::Caller;
 use crate::provider::{ChatEvent, ProviderError, Usage};
@@ -49,6 +49,7 @@ pub async fn chat_completions(
                 session_id,
                 system: conversation.system,
                 messages: conversation.messages,
+                tools: conversation.tools,
             },
         )
         .await?;
@@ -66,11 +67,15 @@ pub async fn chat_completions(
 
     let mut response = if !request.stream {
         let mut content = String::new();
+        let mut tool_calls = Vec::new();
         let mut usage = None;
         let mut next = Some(Ok(first));
         while let Some(event) = next {
             match event? {
                 ChatEvent::Delta(text) => content.push_str(&text),
+                ChatEvent::ToolCalls(calls) => {
+                    tool_calls.extend(calls.into_iter().map(OutputToolCall::from))
+                }
                 ChatEvent::Done { usage: u } => {
                     usage = u;
                     break;
@@ -88,11 +93,16 @@ pub async fn chat_completions(
             model: model.id(),
             choices: vec![Choice {
                 index: 0,
+                finish_reason: if tool_calls.is_empty() {
+                    "stop"
+                } else {
+                    "tool_calls"
+                },
                 message: OutputMessage {
                     role: "assistant",
-                    content,
+                    content: (!content.is_empty() || tool_calls.is_empty()).then_some(content),
+                    tool_calls,
                 },
-                finish_reason: "stop",
             }],
             usage: usage.unwrap_or_default().into(),
         })
@@ -174,14 +184,36 @@ fn sse_chunks(
     include_usage: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     async_stream::stream! {
-        yield Ok(meta.chunk(Delta { role: Some("assistant"), content: Some(String::new()) }, None));
+        yield Ok(meta.chunk(Delta { role: Some("assistant"), content: Some(String::new()), ..Delta::default() }, None));
+        let mut calls = 0;
         while let Some(event) = events.next().await {
             match event {
                 Ok(ChatEvent::Delta(text)) => {
-                    yield Ok(meta.chunk(Delta { role: None, content: Some(text) }, None));
+                    yield Ok(meta.chunk(Delta { content: Some(text), ..Delta::default() }, None));
+                }
+                Ok(ChatEvent::ToolCalls(made)) => {
+                    for call in made {
+                        let index = calls;
+                        calls += 1;
+                        let head = DeltaToolCall {
+                            index,
+                            id: Some(call.id),
+                            kind: Some("function"),
+                            function: DeltaFunction { name: Some(call.name), arguments: String::new() },
+                        };
+                        yield Ok(meta.chunk(Delta { tool_calls: Some(vec![head]), ..Delta::default() }, None));
+                        let args = DeltaToolCall {
+                            index,
+                            id: None,
+                            kind: None,
+                            function: DeltaFunction { name: None, arguments: call.arguments },
+                        };
+                        yield Ok(meta.chunk(Delta { tool_calls: Some(vec![args]), ..Delta::default() }, None));
+                    }
                 }
                 Ok(ChatEvent::Done { usage }) => {
-                    yield Ok(meta.chunk(Delta::default(), Some("stop")));
+                    let finish = if calls > 0 { "tool_calls" } else { "stop" };
+                    yield Ok(meta.chunk(Delta::default(), Some(finish)));
                     if include_usage {
                         yield Ok(meta.usage_chunk(usage.unwrap_or_default()));
                     }

@@ -117,9 +117,20 @@ impl Backend for LocalBackend {
 
     fn chat(&self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
         match self.pools.get(&request.provider) {
+            Some(pool)
+                if request.tools.is_some() && !pool.config().kind.adapter().supports_tools() =>
+            {
+                stream::once(async move {
+                    Err(ProviderError::Unsupported {
+                        provider: request.provider,
+                        what: "tools (function calling) yet: use a claude provider for them".into(),
+                    })
+                })
+                .boxed()
+            }
             Some(pool) => {
-                let profile = pool.profile(&request.model, request.system);
-                pool.chat(profile, request.messages)
+                let profile = pool.profile(&request.model, request.system, request.tools);
+                pool.chat(profile, request.messages, request.owner)
             }
             None => stream::once(async move {
                 Err(ProviderError::Spawn {

@@ -8,7 +8,7 @@ pub mod remote;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{ChatEvent, Message, ProviderError, ProviderKind};
+use crate::provider::{ChatEvent, Message, ProviderError, ProviderKind, ToolSet};
 use crate::runtime::{HealthState, PoolStatus};
 
 pub use local::LocalBackend;
@@ -20,8 +20,12 @@ pub struct ChatRequest {
     pub provider: String,
     pub model: String,
     pub system: Option<String>,
-    /// The conversation, ending with the new user message.
+    /// The conversation, ending with the new user message or with tool results.
     pub messages: Vec<Message>,
+    /// The client's tools (function calling), when it offered any.
+    pub tools: Option<ToolSet>,
+    /// The hub key's id: a turn waiting on tool results is continued only by its own key.
+    pub owner: String,
 }
 
 /// A provider's last failure as clients see it.

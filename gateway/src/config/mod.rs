@@ -197,6 +197,12 @@ pub struct ProviderConfig {
     pub usage_limit_backoff_secs: u64,
     /// How long after a failed login requests fail fast before the CLI is tried again.
     pub login_recheck_secs: u64,
+    /// How long a process that called the client's tools waits for the results, in seconds;
+    /// after it, the follow-up is answered by a fresh process from the transcript.
+    pub tool_result_timeout_secs: u64,
+    /// Processes kept waiting on tool results at most (they hold no concurrency slot); the
+    /// oldest is stopped to make room.
+    pub max_parked_tool_turns: usize,
     /// Extra environment for the CLI (never an API key: those names are always dropped).
     pub env: BTreeMap<String, String>,
 }
@@ -273,6 +279,8 @@ impl ProviderConfig {
             max_upstream_retries: 3,
             usage_limit_backoff_secs: 300,
             login_recheck_secs: 30,
+            tool_result_timeout_secs: 300,
+            max_parked_tool_turns: 16,
             env: BTreeMap::new(),
         }
     }

@@ -190,6 +190,7 @@ impl Hub for RemoteHub {
             let role = match m.role {
                 Role::User => "user",
                 Role::Assistant => "assistant",
+                Role::Tool => "tool",
             };
             messages.push(json!({"role": role, "content": m.content}));
         }

@@ -133,10 +133,8 @@ impl McpServer {
             model,
             session_id: args.session_id,
             system: args.system,
-            messages: vec![Message {
-                role: Role::User,
-                content: args.message,
-            }],
+            messages: vec![Message::text(Role::User, args.message)],
+            tools: None,
         };
         let progress_token = context.meta.get_progress_token();
         let work = async {
@@ -175,6 +173,8 @@ impl McpServer {
                             notify(std::mem::take(&mut unsent), reply.len()).await;
                         }
                     }
+                    // The `chat` tool offers the model no tools, so none can be called.
+                    Some(Ok(ChatEvent::ToolCalls(_))) => {}
                     Some(Ok(ChatEvent::Done { usage })) => {
                         if !unsent.is_empty() {
                             notify(std::mem::take(&mut unsent), reply.len()).await;

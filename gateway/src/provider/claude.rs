@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{
-    Adapter, CliEvent, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode, ProviderKind,
-    TurnResult, Usage, quiet_env, transcript,
+    Adapter, CliEvent, ControlReply, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode,
+    ProviderKind, TurnResult, Usage, quiet_env, tools, transcript,
 };
 
 pub struct Claude;
@@ -81,6 +81,16 @@ impl Adapter for Claude {
                 scratch.join(SYSTEM_PROMPT_FILE).display()
             ));
         }
+        if profile.tools.is_some() {
+            // The client's tools, as one MCP server the hub answers over the control protocol
+            // on stdin/stdout (`type: sdk`): no port, no file, no other process. Only its tools
+            // are allowed; every built-in stays off (`--tools=`) and denied.
+            args.push(format!(
+                "--mcp-config={}",
+                json!({"mcpServers": {tools::SERVER_NAME: {"type": "sdk", "name": tools::SERVER_NAME}}})
+            ));
+            args.push(format!("--allowedTools=mcp__{}", tools::SERVER_NAME));
+        }
         LaunchSpec {
             args,
             env: quiet_env(),
@@ -100,6 +110,32 @@ impl Adapter for Claude {
 
     fn reports_credential_source(&self) -> bool {
         true
+    }
+
+    fn control_reply(&self, request_id: &str, reply: ControlReply) -> Option<Vec<u8>> {
+        let response = match reply {
+            ControlReply::Mcp(message) => json!({"subtype": "success", "request_id": request_id,
+                                                 "response": {"mcp_response": message}}),
+            ControlReply::Refused(why) => {
+                json!({"subtype": "error", "request_id": request_id, "error": why})
+            }
+        };
+        let mut line = json!({"type": "control_response", "response": response})
+            .to_string()
+            .into_bytes();
+        line.push(b'\n');
+        Some(line)
+    }
+
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
+    fn tool_name<'a>(&self, model_name: &'a str) -> Option<&'a str> {
+        model_name
+            .strip_prefix("mcp__")?
+            .strip_prefix(tools::SERVER_NAME)?
+            .strip_prefix("__")
     }
 
     fn parse_stdout(&self, line: &str) -> Option<CliEvent> {
@@ -160,12 +196,28 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
             }),
             _ => None,
         },
-        "stream_event" => {
-            let event = v.get("event")?;
-            let delta = event.get("delta")?;
-            (event.get("type")?.as_str()? == "content_block_delta"
-                && delta.get("type")?.as_str()? == "text_delta")
-                .then(|| CliEvent::TextDelta(str_field(delta, "text").unwrap_or_default()))
+        "stream_event" => stream_event(v.get("event")?),
+        // The CLI asks its host something: for the hub, only MCP messages to the tools server.
+        "control_request" => {
+            let request_id = str_field(&v, "request_id")?;
+            let request = v.get("request")?;
+            let subtype = str_field(request, "subtype").unwrap_or_default();
+            Some(
+                if subtype == "mcp_message"
+                    && request.get("server_name").and_then(Value::as_str)
+                        == Some(tools::SERVER_NAME)
+                {
+                    CliEvent::ToolServer {
+                        request_id,
+                        message: request.get("message").cloned().unwrap_or(Value::Null),
+                    }
+                } else {
+                    CliEvent::ControlRequest {
+                        request_id,
+                        subtype,
+                    }
+                },
+            )
         }
         "assistant" => {
             if let Some(error) = str_field(&v, "error") {
@@ -215,6 +267,39 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
     }
 }
 
+/// One event of the model's streamed answer: text, a tool call's start or arguments, or the end
+/// of one model message (`stop_reason` says whether it asks for tools).
+fn stream_event(event: &Value) -> Option<CliEvent> {
+    let index = || event.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
+    match event.get("type")?.as_str()? {
+        "content_block_delta" => {
+            let delta = event.get("delta")?;
+            match delta.get("type")?.as_str()? {
+                "text_delta" => Some(CliEvent::TextDelta(
+                    str_field(delta, "text").unwrap_or_default(),
+                )),
+                "input_json_delta" => Some(CliEvent::ToolUseArgs {
+                    index: index(),
+                    json: str_field(delta, "partial_json").unwrap_or_default(),
+                }),
+                _ => None,
+            }
+        }
+        "content_block_start" => {
+            let block = event.get("content_block")?;
+            (block.get("type")?.as_str()? == "tool_use").then(|| CliEvent::ToolUseStart {
+                index: index(),
+                id: str_field(block, "id").unwrap_or_default(),
+                name: str_field(block, "name").unwrap_or_default(),
+            })
+        }
+        "message_delta" => Some(CliEvent::MessageEnd {
+            stop_reason: str_field(event.get("delta")?, "stop_reason"),
+        }),
+        _ => None,
+    }
+}
+
 fn assistant_error(error: &str) -> Failure {
     match error {
         "authentication_failed" | "oauth_org_not_allowed" => Failure::NotLoggedIn,
@@ -239,6 +324,7 @@ mod tests {
             &LaunchProfile {
                 model: "sonnet".into(),
                 system: Some("--be brief".into()),
+                tools: None,
             },
             Path::new("/tmp/x"),
             &|_| None,
@@ -279,10 +365,7 @@ mod tests {
 
     #[test]
     fn turn_is_one_json_line_and_slash_text_is_not_a_command() {
-        let bytes = Claude.encode_turn(&[Message {
-            role: Role::User,
-            content: "/clear everything".into(),
-        }]);
+        let bytes = Claude.encode_turn(&[Message::text(Role::User, "/clear everything")]);
         let line = String::from_utf8(bytes).unwrap();
         assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
         let v: Value = serde_json::from_str(&line).unwrap();

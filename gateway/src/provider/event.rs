@@ -15,7 +15,12 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     Delta(String),
-    Done { usage: Option<Usage> },
+    /// The model asks the client to run these tools; `Done` follows, and the client's next
+    /// request carries the results.
+    ToolCalls(Vec<super::ToolCall>),
+    Done {
+        usage: Option<Usage>,
+    },
 }
 
 /// One meaningful line of a CLI's stdout (or stderr), parsed.
@@ -39,6 +44,31 @@ pub enum CliEvent {
     Retrying { attempt: u32, status: Option<u16> },
     /// The CLI dropped its conversation (claude's answer to `/clear`).
     ConversationReset,
+    /// The model began a tool call (claude: a `tool_use` block of the streamed answer).
+    ToolUseStart {
+        index: u32,
+        id: String,
+        name: String,
+    },
+    /// A piece of that call's arguments, as JSON text.
+    ToolUseArgs { index: u32, json: String },
+    /// One model message ended; `tool_use` means it asks for the tools it named.
+    MessageEnd { stop_reason: Option<String> },
+    /// A message from the CLI to the hub's tools server (an MCP JSON-RPC message).
+    ToolServer {
+        request_id: String,
+        message: serde_json::Value,
+    },
+    /// The CLI waits for the result of a call to one of the client's tools. Made by the process
+    /// layer from a `ToolServer` message; the answer goes back with `request_id` and `rpc_id`.
+    ToolCallWaiting {
+        request_id: String,
+        rpc_id: serde_json::Value,
+        tool_use_id: Option<String>,
+        name: String,
+    },
+    /// Any other request a CLI makes of its host: refused.
+    ControlRequest { request_id: String, subtype: String },
     /// The turn is over.
     Result(TurnResult),
     /// A line that already tells how the turn failed.
@@ -130,6 +160,10 @@ pub enum ProviderError {
     },
     #[error("provider '{provider}' cannot start its CLI: {detail}")]
     Spawn { provider: String, detail: String },
+    /// The request asks for something this provider's CLI cannot do (tools on a CLI the hub
+    /// does not offer them through yet).
+    #[error("provider '{provider}' does not support {what}")]
+    Unsupported { provider: String, what: String },
     /// No worker can take the request now (none discovered, all ejected, or draining).
     #[error("provider '{provider}' has no worker able to answer now: {detail}")]
     Unavailable { provider: String, detail: String },
@@ -164,6 +198,7 @@ impl ProviderError {
             ProviderError::Busy { .. } => "busy",
             ProviderError::Spawn { .. } => "spawn",
             ProviderError::Unavailable { .. } => "unavailable",
+            ProviderError::Unsupported { .. } => "unsupported",
         }
     }
 }

@@ -279,6 +279,7 @@ mod tests {
             &LaunchProfile {
                 model: "gemini-2.5-pro".into(),
                 system: Some("Be terse.".into()),
+                tools: None,
             },
             Path::new("/scratch"),
             &|name| (name == "HOME").then(|| "/home/u".to_string()),
@@ -328,10 +329,7 @@ mod tests {
 
     #[test]
     fn prompt_goes_to_stdin_verbatim() {
-        let bytes = Gemini.encode_turn(&[Message {
-            role: Role::User,
-            content: "--version".into(),
-        }]);
+        let bytes = Gemini.encode_turn(&[Message::text(Role::User, "--version")]);
         assert_eq!(bytes, b"--version");
     }
 

@@ -8,6 +8,7 @@ pub mod claude;
 pub mod env;
 pub mod event;
 pub mod gemini;
+pub mod tools;
 pub mod transcript;
 
 #[cfg(test)]
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use event::{ChatEvent, CliEvent, Failure, ProviderError, TurnResult, Usage};
+pub use tools::{ToolCall, ToolChoice, ToolSet, ToolSpec};
 
 /// The CLIs the hub knows how to drive.
 #[derive(
@@ -61,6 +63,8 @@ impl ProviderKind {
 pub struct LaunchProfile {
     pub model: String,
     pub system: Option<String>,
+    /// The client's tools, served to the CLI as one MCP server (function calling).
+    pub tools: Option<ToolSet>,
 }
 
 /// A message of the conversation, as the provider layer sees it.
@@ -68,6 +72,23 @@ pub struct LaunchProfile {
 pub struct Message {
     pub role: Role,
     pub content: String,
+    /// The calls of an assistant message that asked for tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn text(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +96,8 @@ pub struct Message {
 pub enum Role {
     User,
     Assistant,
+    /// A tool's result, sent back by the client.
+    Tool,
 }
 
 /// The command the runtime spawns. Files are written into the process's private scratch
@@ -131,10 +154,33 @@ pub trait Adapter: Send + Sync {
     fn reports_credential_source(&self) -> bool {
         false
     }
+    /// The stdin line that answers a request the CLI made of its host (claude's control
+    /// protocol); None for a CLI without one.
+    fn control_reply(&self, _request_id: &str, _reply: ControlReply) -> Option<Vec<u8>> {
+        None
+    }
+    /// Whether the hub can offer a client's tools to this CLI.
+    fn supports_tools(&self) -> bool {
+        false
+    }
+    /// The client's name of a tool the model called, or None for a tool that is not the
+    /// client's (the CLI refuses those itself).
+    fn tool_name<'a>(&self, _model_name: &'a str) -> Option<&'a str> {
+        None
+    }
     fn parse_stdout(&self, line: &str) -> Option<CliEvent>;
     fn parse_stderr(&self, line: &str) -> Option<CliEvent>;
     /// How a process exit that came before the turn's result is read.
     fn classify_exit(&self, code: Option<i32>, stderr_tail: &str) -> Failure;
+}
+
+/// The hub's answer to a request a CLI made of its host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ControlReply {
+    /// A JSON-RPC message from the hub's tools server.
+    Mcp(serde_json::Value),
+    /// Anything else the CLI asks is refused.
+    Refused(&'static str),
 }
 
 /// Every fixed setting that keeps the CLIs quiet and local: no telemetry, no update checks.

@@ -29,9 +29,8 @@ fn message() -> impl Strategy<Value = Message> {
         )
         .prop_map(|parts| parts.concat()),
     ];
-    (any::<bool>(), text).prop_map(|(user, content)| Message {
-        role: if user { Role::User } else { Role::Assistant },
-        content,
+    (any::<bool>(), text).prop_map(|(user, content)| {
+        Message::text(if user { Role::User } else { Role::Assistant }, content)
     })
 }
 

@@ -90,8 +90,8 @@ impl Health {
             ProviderError::Upstream { .. }
             | ProviderError::Timeout { .. }
             | ProviderError::Crashed { .. } => (HealthState::Degraded, None),
-            // Load says nothing about the provider's health.
-            ProviderError::Busy { .. } => return,
+            // Load, or a request the CLI cannot take, says nothing about the provider's health.
+            ProviderError::Busy { .. } | ProviderError::Unsupported { .. } => return,
         };
         self.state = state;
         self.limited_until = until;

@@ -19,11 +19,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 
 use super::health::{Health, HealthState};
+use super::parked::{self, Parking, Waiting};
 use super::process::{CliProcess, Launcher, ProcessEvent};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::provider::{
-    ChatEvent, CliEvent, Failure, LaunchProfile, Message, ProcessMode, ProviderError,
+    ChatEvent, CliEvent, Failure, LaunchProfile, Message, ProcessMode, ProviderError, Role, ToolSet,
 };
 
 /// Retry-After suggested to a client turned away because the pool is full.
@@ -52,6 +53,8 @@ pub struct Pool {
     unverified_resets: AtomicU32,
     /// What `<command> --version` said, read at start.
     cli: Mutex<Option<super::version::CliVersion>>,
+    /// Processes waiting on the client's tool results.
+    parking: Arc<Parking>,
 }
 
 /// A snapshot for `/v1/providers` and metrics.
@@ -74,7 +77,12 @@ impl Pool {
         let default_profile = LaunchProfile {
             model: cfg.default_model.clone(),
             system: Some(cfg.default_system_prompt.clone()),
+            tools: None,
         };
+        let parking = Parking::new(
+            cfg.max_parked_tool_turns,
+            Duration::from_secs(cfg.tool_result_timeout_secs),
+        );
         Arc::new(Pool {
             permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
             name,
@@ -91,6 +99,7 @@ impl Pool {
             one_shot: AtomicBool::new(false),
             unverified_resets: AtomicU32::new(0),
             cli: Mutex::new(None),
+            parking,
         })
     }
 
@@ -118,11 +127,22 @@ impl Pool {
     }
 
     /// The profile a request runs under: its model, and its system prompt or the default one.
-    pub fn profile(&self, model: &str, system: Option<String>) -> LaunchProfile {
+    pub fn profile(
+        &self,
+        model: &str,
+        system: Option<String>,
+        tools: Option<ToolSet>,
+    ) -> LaunchProfile {
         LaunchProfile {
             model: model.to_string(),
             system: Some(system.unwrap_or_else(|| self.cfg.default_system_prompt.clone())),
+            tools,
         }
+    }
+
+    /// Turns waiting on their client's tool results now.
+    pub fn parked(&self) -> usize {
+        self.parking.len()
     }
 
     /// How processes serve now: the adapter's mode, unless resets proved unverifiable.
@@ -183,15 +203,21 @@ impl Pool {
         for p in drained {
             self.retire(p, "shutdown");
         }
+        self.parking.clear();
         self.update_gauges();
     }
 
-    /// Runs one chat request: text deltas, then `Done`, or one error. Dropping the stream before
-    /// it ends cancels the request and kills the CLI's process group.
+    /// Runs one chat request: text deltas (and tool calls), then `Done`, or one error. Dropping
+    /// the stream before it ends cancels the request and kills the CLI's process group.
+    ///
+    /// A request that ends with tool results continues the parked process that made the calls
+    /// when `owner` parked it and the results answer its calls unchanged; otherwise a fresh
+    /// process answers from the rendered conversation.
     pub fn chat(
         self: &Arc<Self>,
         profile: LaunchProfile,
         messages: Vec<Message>,
+        owner: String,
     ) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
         let pool = self.clone();
         Box::pin(async_stream::stream! {
@@ -205,27 +231,65 @@ impl Pool {
                 yield Err(e);
                 return;
             }
-            let mut lease = match pool.acquire(&profile).await {
-                Ok(lease) => lease,
-                Err(e) => {
-                    pool.finish_request(started, Err(&e));
-                    yield Err(e);
-                    return;
-                }
+            let resumed = match messages.last() {
+                Some(m) if m.role == Role::Tool => pool.parking.resume(&messages, &owner),
+                _ => None,
+            };
+            if messages.last().is_some_and(|m| m.role == Role::Tool) {
+                let how = if resumed.is_some() { "parked" } else { "fresh" };
+                pool.metrics.tool_continuations.with_label_values(&[&pool.name, how]).inc();
+            }
+            let (mut lease, answers, mut waiting) = match resumed {
+                Some((parked, answers)) => match pool.acquire_permit().await {
+                    Ok(permit) => (
+                        Lease { pool: pool.clone(), process: Some(parked.process), permit: Some(permit) },
+                        Some(answers),
+                        parked.waiting,
+                    ),
+                    Err(e) => {
+                        pool.finish_request(started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
+                },
+                None => match pool.acquire(&profile).await {
+                    Ok(lease) => (lease, None, Vec::new()),
+                    Err(e) => {
+                        pool.finish_request(started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
+                },
             };
             let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
             let mode = pool.mode();
             let adapter = pool.launcher.adapter;
+            let tools = profile.tools.clone();
             let mut first_token = true;
-            let outcome: Result<Option<crate::provider::Usage>, ProviderError> = 'turn: {
+            // Tool calls of the model message being streamed, by block index.
+            let mut calls: std::collections::BTreeMap<u32, (String, String, String)> = Default::default();
+            let outcome: Result<TurnEnd, ProviderError> = 'turn: {
                 let process = lease.process.as_mut().expect("lease holds a process");
-                process.drain_events();
-                let input = adapter.encode_turn(&messages);
-                if let Err(e) = process.write(&input, mode == ProcessMode::OneShot).await {
-                    break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
+                let resuming = answers.is_some();
+                if let Some(results) = &answers {
+                    // The requests the CLI made before it was parked; later ones are answered
+                    // as they come.
+                    for w in std::mem::take(&mut waiting) {
+                        let text = w.tool_use_id.as_ref().and_then(|id| results.get(id));
+                        let text = text.map_or(MISSING_RESULT, String::as_str);
+                        if let Err(e) = process.answer_tool_call(&w.request_id, &w.rpc_id, text).await {
+                            break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
+                        }
+                    }
+                } else {
+                    process.drain_events();
+                    let input = adapter.encode_turn(&messages);
+                    if let Err(e) = process.write(&input, mode == ProcessMode::OneShot).await {
+                        break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
+                    }
                 }
                 let mut saw_text = false;
-                let mut credential_checked = !adapter.reports_credential_source();
+                let mut credential_checked = resuming || !adapter.reports_credential_source();
                 loop {
                     let now = tokio::time::Instant::now();
                     let silence_limit = now + pool.cfg.idle_timeout();
@@ -273,6 +337,40 @@ impl Pool {
                             )));
                         }
                         CliEvent::ConversationReset => {}
+                        CliEvent::ToolUseStart { index, id, name } => {
+                            // Only the client's tools are handed out; a call to anything else
+                            // is refused by the CLI itself and the model goes on.
+                            if let Some(name) = adapter.tool_name(&name)
+                                && tools.as_ref().is_some_and(|t| t.contains(name))
+                            {
+                                calls.insert(index, (id, name.to_string(), String::new()));
+                            }
+                        }
+                        CliEvent::ToolUseArgs { index, json } => {
+                            if let Some(call) = calls.get_mut(&index) {
+                                call.2.push_str(&json);
+                            }
+                        }
+                        CliEvent::MessageEnd { stop_reason } => {
+                            if stop_reason.as_deref() == Some("tool_use") && !calls.is_empty() {
+                                break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
+                            }
+                            calls.clear();
+                        }
+                        CliEvent::ToolCallWaiting { request_id, rpc_id, tool_use_id, name } => {
+                            let result = answers.as_ref().and_then(|a| tool_use_id.as_ref().and_then(|id| a.get(id)));
+                            match result {
+                                Some(text) => {
+                                    if let Err(e) = process.answer_tool_call(&request_id, &rpc_id, text).await {
+                                        break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
+                                    }
+                                }
+                                // A call of the message being handed out: answered by the
+                                // client's next request.
+                                None => waiting.push(Waiting { request_id, rpc_id, tool_use_id, name }),
+                            }
+                        }
+                        CliEvent::ToolServer { .. } | CliEvent::ControlRequest { .. } => {}
                         // claude prints the deltas and then the whole message: forward the
                         // message only when no delta came before it.
                         CliEvent::AssistantText(_) if saw_text => {}
@@ -319,16 +417,32 @@ impl Pool {
                             if !saw_text && !result.text.is_empty() {
                                 yield Ok(ChatEvent::Delta(result.text));
                             }
-                            break 'turn Ok(result.usage);
+                            break 'turn Ok(TurnEnd::Answered(result.usage));
                         }
                     }
                 }
             };
             match outcome {
-                Ok(usage) => {
+                Ok(TurnEnd::Answered(usage)) => {
                     pool.finish_request(started, Ok(()));
                     pool.clone().release(lease);
                     yield Ok(ChatEvent::Done { usage });
+                }
+                Ok(TurnEnd::ToolCalls(made)) => {
+                    pool.finish_request(started, Ok(()));
+                    let (park, pending) = parked::name_calls(made);
+                    let handed: Vec<_> = pending.iter().map(|c| c.call.clone()).collect();
+                    // The process waits for the results without a concurrency slot.
+                    let process = lease.process.take().expect("lease holds a process");
+                    drop(lease);
+                    let evicted = pool.parking.park(park, process, owner, pending, waiting);
+                    for turn in evicted {
+                        pool.retire(turn.process, "tool_wait_evicted");
+                    }
+                    pool.metrics.tool_calls.with_label_values(&[&pool.name]).inc_by(handed.len() as u64);
+                    pool.update_gauges();
+                    yield Ok(ChatEvent::ToolCalls(handed));
+                    yield Ok(ChatEvent::Done { usage: None });
                 }
                 Err(e) => {
                     pool.finish_request(started, Err(&e));
@@ -392,6 +506,34 @@ impl Pool {
     }
 
     async fn acquire(self: &Arc<Self>, profile: &LaunchProfile) -> Result<Lease, ProviderError> {
+        let permit = self.acquire_permit().await?;
+        let process = match self.take_idle(profile) {
+            Some(p) => p,
+            None => match self.wait_for_warm(profile).await {
+                Some(p) => p,
+                None => self.spawn(profile).await?,
+            },
+        };
+        // One-shot processes are used up: start their successors now. Long-lived ones come
+        // back after their reset, so they are replaced only when retired.
+        if self.mode() == ProcessMode::OneShot {
+            if *profile == self.default_profile {
+                self.refill_warm();
+            } else {
+                self.clone().prestart(profile.clone());
+            }
+        }
+        let lease = Lease {
+            pool: self.clone(),
+            process: Some(process),
+            permit: Some(permit),
+        };
+        self.update_gauges();
+        Ok(lease)
+    }
+
+    /// A concurrency slot, waiting in the bounded queue when all are taken.
+    async fn acquire_permit(&self) -> Result<OwnedSemaphorePermit, ProviderError> {
         let busy = || ProviderError::Busy {
             provider: self.name.clone(),
             retry_after: BUSY_RETRY_AFTER,
@@ -419,29 +561,7 @@ impl Pool {
                 }
             }
         };
-        let process = match self.take_idle(profile) {
-            Some(p) => p,
-            None => match self.wait_for_warm(profile).await {
-                Some(p) => p,
-                None => self.spawn(profile).await?,
-            },
-        };
-        // One-shot processes are used up: start their successors now. Long-lived ones come
-        // back after their reset, so they are replaced only when retired.
-        if self.mode() == ProcessMode::OneShot {
-            if *profile == self.default_profile {
-                self.refill_warm();
-            } else {
-                self.clone().prestart(profile.clone());
-            }
-        }
-        let lease = Lease {
-            pool: self.clone(),
-            process: Some(process),
-            permit: Some(permit),
-        };
-        self.update_gauges();
-        Ok(lease)
+        Ok(permit)
     }
 
     /// When a warm process of this profile is already starting (a recycle just retired one),
@@ -686,6 +806,17 @@ impl Pool {
             .set(status.queued as i64);
     }
 }
+
+/// How a turn ended when it did not fail.
+enum TurnEnd {
+    Answered(Option<crate::provider::Usage>),
+    /// The model called the client's tools: (model's call id, tool name, arguments).
+    ToolCalls(Vec<(String, String, String)>),
+}
+
+/// Given to the CLI for a call the follow-up did not answer (it cannot happen on a resumed
+/// turn, which needs every result, but a CLI may ask for a call it never announced).
+const MISSING_RESULT: &str = "error: the client sent no result for this call";
 
 /// How a reset turn came back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
-use crate::provider::{Adapter, CliEvent, LaunchProfile, process_env};
+use crate::provider::tools::{self, McpStep};
+use crate::provider::{Adapter, CliEvent, ControlReply, LaunchProfile, process_env};
 
 /// The longest stdout/stderr line the hub reads; claude's `result` line carries the whole answer.
 const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -112,6 +113,7 @@ pub struct CliProcess {
     /// The conversation id the CLI last reported (its init line); a reset must change it or
     /// say so otherwise.
     pub session_id: Option<String>,
+    adapter: &'static dyn Adapter,
     child: Child,
     pgid: Option<Pid>,
     stdin: Option<ChildStdin>,
@@ -265,6 +267,7 @@ impl Launcher {
             started: Instant::now(),
             turns: 0,
             session_id: None,
+            adapter,
             child,
             pgid,
             stdin,
@@ -294,8 +297,74 @@ impl CliProcess {
         Ok(())
     }
 
+    /// The next event of the CLI. Its requests to the hub are answered here, whatever the
+    /// caller is doing (a turn, a reset, a warm-up): the MCP handshake and tool listing from the
+    /// process's tool set, anything else refused. Only a call to a client's tool comes out, as
+    /// `ToolCallWaiting`: its answer is the client's to give.
     pub async fn next_event(&mut self) -> Option<ProcessEvent> {
-        self.events.recv().await
+        loop {
+            let event = self.events.recv().await?;
+            let reply = match event {
+                ProcessEvent::Cli(CliEvent::ToolServer {
+                    request_id,
+                    message,
+                }) => {
+                    let step = match &self.profile.tools {
+                        Some(tools) => tools::mcp_step(tools, &message),
+                        None => tools::mcp_step(&tools::ToolSet::new(Vec::new()), &message),
+                    };
+                    match step {
+                        McpStep::Reply(answer) => (request_id, ControlReply::Mcp(answer)),
+                        McpStep::Nothing => (
+                            request_id,
+                            ControlReply::Mcp(serde_json::json!({"jsonrpc": "2.0", "result": {}})),
+                        ),
+                        McpStep::Call {
+                            rpc_id,
+                            name,
+                            tool_use_id,
+                            ..
+                        } => {
+                            return Some(ProcessEvent::Cli(CliEvent::ToolCallWaiting {
+                                request_id,
+                                rpc_id,
+                                tool_use_id,
+                                name,
+                            }));
+                        }
+                    }
+                }
+                ProcessEvent::Cli(CliEvent::ControlRequest {
+                    request_id,
+                    subtype,
+                }) => {
+                    tracing::debug!(%subtype, "refusing a CLI's control request");
+                    (
+                        request_id,
+                        ControlReply::Refused("not supported by this host"),
+                    )
+                }
+                other => return Some(other),
+            };
+            if let Some(line) = self.adapter.control_reply(&reply.0, reply.1) {
+                // A broken stdin shows as the process closing, which the caller handles.
+                let _ = self.write(&line, false).await;
+            }
+        }
+    }
+
+    /// Answers a tool call the CLI waits on with the client's result.
+    pub async fn answer_tool_call(
+        &mut self,
+        request_id: &str,
+        rpc_id: &serde_json::Value,
+        result: &str,
+    ) -> std::io::Result<()> {
+        let reply = ControlReply::Mcp(tools::call_result(rpc_id, result));
+        match self.adapter.control_reply(request_id, reply) {
+            Some(line) => self.write(&line, false).await,
+            None => Err(std::io::Error::other("this CLI takes no tool results")),
+        }
     }
 
     /// Drops events a process printed while it sat idle.
@@ -357,6 +426,7 @@ mod tests {
         let profile = LaunchProfile {
             model: "sonnet".into(),
             system: None,
+            tools: None,
         };
         let Err(err) = launcher.spawn(&profile).await else {
             panic!("spawned a missing binary")

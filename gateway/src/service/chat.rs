@@ -89,8 +89,10 @@ pub struct TurnRequest {
     pub model: String,
     pub session_id: Option<String>,
     pub system: Option<String>,
-    /// User and assistant messages, ending with the new user message.
+    /// User, assistant and tool messages, ending with the new user message or tool results.
     pub messages: Vec<Message>,
+    /// The client's tools (function calling).
+    pub tools: Option<crate::provider::ToolSet>,
 }
 
 #[derive(Clone)]
@@ -221,6 +223,8 @@ impl ChatService {
             model: model.model.clone(),
             system,
             messages: conversation,
+            tools: request.tools,
+            owner: caller.key_id.clone(),
         });
         let session_id = guard.token.is_some().then(|| id.clone());
         let is_new = existing.is_none();
@@ -229,15 +233,24 @@ impl ChatService {
             let mut guard = guard;
             let mut events = events;
             let mut reply = String::new();
+            let mut calls = Vec::new();
             while let Some(event) = events.next().await {
                 match event {
                     Ok(ChatEvent::Delta(text)) => {
                         reply.push_str(&text);
                         yield Ok(ChatEvent::Delta(text));
                     }
+                    Ok(ChatEvent::ToolCalls(made)) => {
+                        calls.extend(made.iter().cloned());
+                        yield Ok(ChatEvent::ToolCalls(made));
+                    }
                     Ok(ChatEvent::Done { usage }) => {
                         if let Some(token) = guard.token.take() {
-                            updated.messages.push(Message { role: Role::Assistant, content: std::mem::take(&mut reply) });
+                            // An answer that calls tools is stored like any answer: the
+                            // client's next request may then bring only the results.
+                            let mut answer = Message::text(Role::Assistant, std::mem::take(&mut reply));
+                            answer.tool_calls = std::mem::take(&mut calls);
+                            updated.messages.push(answer);
                             updated.updated_at = now_ms();
                             if let Err(e) = service.commit(&updated, &token, is_new).await {
                                 guard.token = Some(token);
@@ -550,10 +563,7 @@ mod tests {
     }
 
     fn m(role: Role, text: &str) -> Message {
-        Message {
-            role,
-            content: text.into(),
-        }
+        Message::text(role, text)
     }
 
     #[test]

@@ -22,13 +22,15 @@ pub fn session(id: &str, owner: &str, texts: &[&str]) -> Session {
         messages: texts
             .iter()
             .enumerate()
-            .map(|(i, t)| Message {
-                role: if i % 2 == 0 {
-                    Role::User
-                } else {
-                    Role::Assistant
-                },
-                content: t.to_string(),
+            .map(|(i, t)| {
+                Message::text(
+                    if i % 2 == 0 {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    t.to_string(),
+                )
             })
             .collect(),
     }
@@ -67,10 +69,7 @@ pub async fn turn_round_trip(store: &dyn SessionStore) {
         s,
         session("round-trip-1", "alice", &["hi", "hello"]).with_times(&s)
     );
-    s.messages.push(Message {
-        role: Role::User,
-        content: "again".into(),
-    });
+    s.messages.push(Message::text(Role::User, "again"));
     store.commit_turn(&s, &lock.token, TTL).await.unwrap();
     let read = store
         .get("alice", "round-trip-1", TTL)

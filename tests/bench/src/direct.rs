@@ -207,10 +207,7 @@ impl LongLived {
 
     /// One user turn, timed from `start` to the first text delta and to the `result`.
     pub async fn turn(&mut self, text: &str, start: Instant) -> anyhow::Result<Timing> {
-        let turn = claude().encode_turn(&[Message {
-            role: Role::User,
-            content: text.to_owned(),
-        }]);
+        let turn = claude().encode_turn(&[Message::text(Role::User, text.to_owned())]);
         self.send(&turn).await?;
         let mut ttft = None;
         loop {

@@ -261,6 +261,7 @@ fn long_args() -> Vec<String> {
     let profile = LaunchProfile {
         model: defaults.default_model,
         system: Some(defaults.default_system_prompt),
+        tools: None,
     };
     ProviderKind::Claude
         .adapter()

@@ -297,10 +297,9 @@ async fn worker_chat(
         provider: PROVIDER.into(),
         model: model.into(),
         system: None,
-        messages: vec![Message {
-            role: Role::User,
-            content: text.into(),
-        }],
+        messages: vec![Message::text(Role::User, text)],
+        tools: None,
+        owner: String::new(),
     };
     let response = http
         .post(format!("{base}{}", wire::CHAT_PATH))

@@ -42,14 +42,14 @@ async fn turn(store: &dyn SessionStore, id: &str) -> (Duration, Duration) {
         updated_at: now,
         messages: Vec::new(),
     });
-    session.messages.push(Message {
-        role: Role::User,
-        content: "What is the capital of France? Answer in one sentence.".into(),
-    });
-    session.messages.push(Message {
-        role: Role::Assistant,
-        content: "The capital of France is Paris, which is also its largest city.".into(),
-    });
+    session.messages.push(Message::text(
+        Role::User,
+        "What is the capital of France? Answer in one sentence.",
+    ));
+    session.messages.push(Message::text(
+        Role::Assistant,
+        "The capital of France is Paris, which is also its largest city.",
+    ));
     session.updated_at = now_ms();
     let t = Instant::now();
     store

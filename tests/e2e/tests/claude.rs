@@ -426,7 +426,7 @@ async fn a_models_tool_calls_run_nothing() {
         .anthropic
         .requests()
         .iter()
-        .filter_map(|r| r.last_tool_result())
+        .flat_map(|r| r.last_tool_results())
         .collect();
     assert_eq!(results.len(), 5, "{results:?}");
     for r in &results {

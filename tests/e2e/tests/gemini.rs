@@ -351,7 +351,7 @@ async fn a_models_tool_calls_run_nothing() {
         .gemini
         .requests()
         .iter()
-        .filter_map(|r| r.last_tool_result())
+        .flat_map(|r| r.last_tool_results())
         .collect();
     assert_eq!(results.len(), 4, "{results:?}");
     for r in &results {

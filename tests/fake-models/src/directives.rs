@@ -20,9 +20,11 @@ pub struct Directives {
     /// `[[reset-in:S]]`: a 429 says the usage window resets in `S` seconds (default 3600).
     pub reset_in: Option<u64>,
     /// `[[tool:NAME:JSON]]`: the model asks to call tool `NAME` with input `JSON` (an attack
-    /// on the lock-down: the CLI must not run it). The CLI's follow-up, carrying the tool's
-    /// result, is answered with `tool result: <that result>`.
-    pub tool: Option<(String, String)>,
+    /// on the lock-down when `NAME` is a built-in, a client's function otherwise). Repeated, the
+    /// model calls several tools in one answer. The follow-up carrying the results is answered
+    /// with `tool result: <results joined by " | ">`, unless the results hold `[[tool:…]]`
+    /// directives themselves: then the model calls those next (a multi-step agent loop).
+    pub tools: Vec<(String, String)>,
 }
 
 impl Directives {
@@ -69,7 +71,8 @@ pub fn parse_directives(text: &str) -> Directives {
             }
             ("tool", Some(v)) => {
                 let (name, input) = v.split_once(':').unwrap_or((v, "{}"));
-                d.tool = Some((name.trim().to_string(), input.trim().to_string()));
+                d.tools
+                    .push((name.trim().to_string(), input.trim().to_string()));
             }
             ("reset-in", Some(v)) => {
                 if let Ok(n) = v.trim().parse() {

@@ -213,24 +213,35 @@ impl RecordedRequest {
             .collect()
     }
 
-    /// The tool result the last message carries, as text: the CLI's answer to a tool call the
+    /// The tool results the last message carries, as text: the CLI's answers to tool calls the
     /// model asked for (Anthropic `tool_result` block, Gemini `functionResponse` part).
-    pub fn last_tool_result(&self) -> Option<String> {
+    pub fn last_tool_results(&self) -> Vec<String> {
         let (key, content_key) = match self.vendor {
             Vendor::Anthropic => ("messages", "content"),
             Vendor::Gemini => ("contents", "parts"),
         };
-        let last = self.body.get(key)?.as_array()?.last()?;
-        let blocks = last.get(content_key)?.as_array()?;
-        blocks.iter().find_map(|b| match self.vendor {
-            Vendor::Anthropic => (b.get("type").and_then(Value::as_str) == Some("tool_result"))
-                .then(|| match b.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => block_texts(other).join("\n"),
-                    None => String::new(),
-                }),
-            Vendor::Gemini => b.get("functionResponse").map(|r| r.to_string()),
-        })
+        let Some(blocks) = self
+            .body
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|m| m.last())
+            .and_then(|last| last.get(content_key))
+            .and_then(Value::as_array)
+        else {
+            return Vec::new();
+        };
+        blocks
+            .iter()
+            .filter_map(|b| match self.vendor {
+                Vendor::Anthropic => (b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                    .then(|| match b.get("content") {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(other) => block_texts(other).join("\n"),
+                        None => String::new(),
+                    }),
+                Vendor::Gemini => b.get("functionResponse").map(|r| r.to_string()),
+            })
+            .collect()
     }
 
     /// Text of the last `user` message ("" when there is none).

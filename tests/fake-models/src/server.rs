@@ -353,12 +353,15 @@ fn anthropic_messages(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     if let Some(s) = d.status {
         return anthropic_status(s, d.reset_in);
     }
-    if let Some(result) = rec.last_tool_result() {
-        deltas = vec![format!("tool result: {result}")];
-    } else if let Some((name, input)) = &d.tool
-        && rec.is_streaming()
-    {
-        return anthropic_tool_use(rec, name, input);
+    let results = rec.last_tool_results();
+    if !results.is_empty() {
+        let next = crate::directives::parse_directives(&results.join("\n"));
+        if !next.tools.is_empty() && rec.is_streaming() {
+            return anthropic_tool_use(rec, &next.tools);
+        }
+        deltas = vec![format!("tool result: {}", results.join(" | "))];
+    } else if !d.tools.is_empty() && rec.is_streaming() {
+        return anthropic_tool_use(rec, &d.tools);
     }
     if let Some(schema) = rec.output_schema() {
         deltas = vec![json_answer(schema)];
@@ -435,39 +438,39 @@ fn anthropic_messages(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     resp
 }
 
-/// A streamed answer that asks for one tool call.
-fn anthropic_tool_use(rec: &RecordedRequest, name: &str, input: &str) -> Response {
+/// A streamed answer that asks for tool calls, one `tool_use` block each.
+fn anthropic_tool_use(rec: &RecordedRequest, calls: &[(String, String)]) -> Response {
     let model = rec.model().unwrap_or_else(|| "claude-fake".into());
     let ev = |n: &str, data: Value| Bytes::from(format!("event: {n}\ndata: {data}\n\n"));
-    let frames = vec![
-        ev(
-            "message_start",
-            json!({"type": "message_start", "message": {"id": format!("msg_tool{:x}", now_nanos()),
-                "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 10, "output_tokens": 1}}}),
-        ),
-        ev(
+    let mut frames = vec![ev(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": format!("msg_tool{:x}", now_nanos()),
+            "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+    )];
+    for (index, (name, input)) in calls.iter().enumerate() {
+        frames.push(ev(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block":
-                {"type": "tool_use", "id": format!("toolu_fake{:x}", now_nanos()), "name": name, "input": {}}}),
-        ),
-        ev(
+            json!({"type": "content_block_start", "index": index, "content_block":
+                {"type": "tool_use", "id": format!("toolu_fake{:x}{index}", now_nanos()), "name": name, "input": {}}}),
+        ));
+        frames.push(ev(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0,
+            json!({"type": "content_block_delta", "index": index,
                    "delta": {"type": "input_json_delta", "partial_json": input}}),
-        ),
-        ev(
+        ));
+        frames.push(ev(
             "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
-        ),
-        ev(
-            "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                   "usage": {"output_tokens": 5}}),
-        ),
-        ev("message_stop", json!({"type": "message_stop"})),
-    ];
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    frames.push(ev(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+               "usage": {"output_tokens": 5}}),
+    ));
+    frames.push(ev("message_stop", json!({"type": "message_stop"})));
     sse_response(StreamPlan {
         head: vec![],
         cut_first: frames[0].clone(),
@@ -550,9 +553,9 @@ fn gemini_generate(rec: &RecordedRequest, forced: Option<&str>) -> Response {
         return gemini_status(s);
     }
     let model = rec.model().unwrap_or_else(|| "gemini-fake".into());
-    if let Some(result) = rec.last_tool_result() {
+    if let Some(result) = rec.last_tool_results().first() {
         deltas = vec![format!("tool result: {result}")];
-    } else if let Some((name, input)) = &d.tool {
+    } else if let Some((name, input)) = d.tools.first() {
         let args: Value = serde_json::from_str(input).unwrap_or_else(|_| json!({}));
         let call = json!({"candidates": [{"content": {"role": "model",
             "parts": [{"functionCall": {"name": name, "args": args}}]},

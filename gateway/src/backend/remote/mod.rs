@@ -152,8 +152,13 @@ fn worth_another_worker(e: &ProviderError) -> bool {
 }
 
 /// Chooses a worker of `provider` not tried yet, and counts the request on it.
-fn pick(table: &WorkerTable, provider: &str, tried: &[String]) -> Result<Lease, ProviderError> {
-    let views = table.views(provider, tried);
+fn pick(
+    table: &WorkerTable,
+    provider: &str,
+    tried: &[String],
+    instance: Option<&str>,
+) -> Result<Lease, ProviderError> {
+    let views = table.views(provider, tried, instance);
     let only_views: Vec<_> = views.iter().map(|(_, v)| v.clone()).collect();
     let index = pick::choose(
         provider,
@@ -377,11 +382,18 @@ impl RemoteTurn {
         Box::pin(async_stream::stream! {
             let provider = request.provider.clone();
             let started = Instant::now();
+            // Tool results go back to the worker whose process waits on them, named in the
+            // call ids it handed out.
+            let instance = crate::runtime::parked::park_named(&request.messages)
+                .and_then(crate::runtime::parked::instance_of_park)
+                .map(String::from);
             let wire_request = WorkerChatRequest {
                 provider: request.provider,
                 model: request.model,
                 system: request.system,
                 messages: request.messages,
+                tools: request.tools.map(|t| t.tools().to_vec()),
+                owner: request.owner,
             };
             let mut tried: Vec<String> = Vec::new();
             let mut last_error: Option<ProviderError> = None;
@@ -398,7 +410,7 @@ impl RemoteTurn {
                     yield Err(e);
                     return;
                 }
-                let lease = match pick(&self.table, &provider, &tried) {
+                let lease = match pick(&self.table, &provider, &tried, instance.as_deref()) {
                     Ok(lease) => lease,
                     Err(e) => {
                         // Out of workers after real attempts: the last worker's own answer

@@ -24,6 +24,9 @@ pub struct View {
     pub tried: bool,
     pub in_flight: usize,
     pub max_concurrency: usize,
+    /// It holds the process waiting on this request's tool results: chosen whenever eligible,
+    /// whatever its load (elsewhere the turn is redone from the transcript).
+    pub holds_turn: bool,
 }
 
 impl View {
@@ -57,6 +60,9 @@ pub fn choose(
     let eligible: Vec<usize> = (0..workers.len())
         .filter(|&i| workers[i].eligible(now))
         .collect();
+    if let Some(&holder) = eligible.iter().find(|&&i| workers[i].holds_turn) {
+        return Ok(holder);
+    }
     if let Some(min) = eligible
         .iter()
         .map(|&i| workers[i].load())
@@ -130,7 +136,19 @@ mod tests {
             tried: false,
             in_flight,
             max_concurrency: 4,
+            holds_turn: false,
         }
+    }
+
+    #[test]
+    fn the_worker_holding_the_turn_wins_while_it_can_serve() {
+        let mut holder = ready(3);
+        holder.holds_turn = true;
+        let w = [ready(0), holder.clone()];
+        assert_eq!(choose("c", &w, 0, 0), Ok(1));
+        // Draining (or already tried): the turn is redone elsewhere.
+        holder.accepting = false;
+        assert_eq!(choose("c", &[ready(0), holder], 0, 0), Ok(0));
     }
 
     #[test]

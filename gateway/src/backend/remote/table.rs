@@ -245,7 +245,14 @@ impl WorkerTable {
     }
 
     /// Views of a provider's workers for `pick::choose`, in a stable order, with their URLs.
-    pub fn views(&self, provider: &str, tried: &[String]) -> Vec<(String, View)> {
+    /// The provider's workers as the choice sees them; `instance` names the worker process
+    /// that holds the request's waiting turn, if any.
+    pub fn views(
+        &self,
+        provider: &str,
+        tried: &[String],
+        instance: Option<&str>,
+    ) -> Vec<(String, View)> {
         let inner = self.read();
         let now = Instant::now();
         inner
@@ -274,6 +281,8 @@ impl WorkerTable {
                     tried: tried.contains(&w.endpoint.url),
                     in_flight: w.in_flight.load(Ordering::Relaxed),
                     max_concurrency: status.map_or(1, |s| s.capacity.max_concurrency),
+                    holds_turn: instance
+                        .is_some_and(|i| status.is_some_and(|s| !i.is_empty() && s.instance == i)),
                 };
                 (w.endpoint.url.clone(), view)
             })
