@@ -45,6 +45,17 @@ class RunningHub:
         with urllib.request.urlopen(self.fakes[vendor] + "/_fake/requests") as r:
             return json.load(r)
 
+    def metric(self, name: str, **labels) -> float:
+        """The value of one sample of /metrics (0 when absent)."""
+        with urllib.request.urlopen(self.base_url + "/metrics") as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def get(self, path: str, headers: dict | None = None) -> tuple[int, dict]:
         req = urllib.request.Request(self.base_url + path, headers=headers or {})
         try:
@@ -89,7 +100,7 @@ def private_root() -> Path:
 
 
 @contextlib.contextmanager
-def running_hub(top: str = "", gemini: bool = True):
+def running_hub(top: str = "", gemini: bool = True, claude: str = ""):
     for needed in [BIN_DIR / "llm-mcp-hub", BIN_DIR / "fake-models", CLI_BIN / "claude", CLI_BIN / "gemini"]:
         assert needed.exists(), f"{needed} is missing: run scripts/test"
     root = private_root()
@@ -119,7 +130,7 @@ def running_hub(top: str = "", gemini: bool = True):
                        else '[providers.gemini]\nkind = "gemini"\nenabled = false\n')
     config.write_text(
         f'listen = "127.0.0.1:{port}"\nscratch_dir = "{work / "scratch"}"\n{top}'
-        f'[providers.claude]\nkind = "claude"\ncommand = "{bin_dir / "claude"}"\n'
+        f'[providers.claude]\nkind = "claude"\ncommand = "{bin_dir / "claude"}"\n{claude}'
         + gemini_provider)
     log = work / "hub.log"
     env = {

@@ -184,7 +184,13 @@ fn plan(rec: &RecordedRequest, forced: Option<&str>) -> (Directives, Vec<String>
     let d = if rec.is_side_request() {
         Directives::default()
     } else {
-        parse_directives(&format!("{text}{}", forced.unwrap_or_default()))
+        let mut d = parse_directives(&format!("{text}{}", forced.unwrap_or_default()));
+        // A model that already has its tools' results in the prompt (a conversation rendered
+        // as text, `<tool_result …>`) answers instead of calling them again.
+        if text.contains("<tool_result") {
+            d.tools.clear();
+        }
+        d
     };
     let deltas = reply_deltas(&text, &d);
     (d, deltas)
