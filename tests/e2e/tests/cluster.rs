@@ -482,3 +482,112 @@ async fn a_turn_lock_holds_across_router_replicas() {
         "{session}"
     );
 }
+
+/// The value of a counter on a worker's /metrics (0 when absent).
+async fn worker_metric(worker: &Worker, name: &str, label: &str) -> f64 {
+    let text = http_client()
+        .get(format!("{}/metrics", worker.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .sum()
+}
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+/// The follow-up of a tool call, built as an OpenAI client builds it.
+fn with_results(messages: &[Value], answer: &Value, result: &str) -> Vec<Value> {
+    let message = &answer["choices"][0]["message"];
+    let mut out = messages.to_vec();
+    out.push(message.clone());
+    for call in message["tool_calls"].as_array().unwrap() {
+        out.push(json!({"role": "tool", "tool_call_id": call["id"], "content": result}));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
+    let (a, b) = two_claude_accounts().await;
+    let discovery = entries(&[&a, &b]);
+    let (r1, r2) = tokio::join!(Router::start("", &discovery), Router::start("", &discovery));
+    r1.wait_ready_workers("claude", 2).await;
+    r2.wait_ready_workers("claude", 2).await;
+
+    // Several agent loops, so the least-loaded choice alone would split the follow-ups.
+    for round in 0..4 {
+        let messages = vec![user(&format!(
+            "weather {round}? [[tool:mcp__hub__get_weather:{{\"city\":\"Paris\"}}]]"
+        ))];
+        let first: Value = r1
+            .chat(json!({"model": "claude", "messages": messages, "tools": weather_tool()}), None)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(first["choices"][0]["finish_reason"], "tool_calls", "{first}");
+        // The follow-up goes through the other router replica.
+        let second = r2
+            .chat(
+                json!({"model": "claude", "tools": weather_tool(),
+                       "messages": with_results(&messages, &first, &format!("sunny {round}"))}),
+                None,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(text_of(second).await, format!("tool result: sunny {round}"));
+    }
+    let parked = worker_metric(&a, "llm_mcp_hub_tool_continuations_total", "how=\"parked\"").await
+        + worker_metric(&b, "llm_mcp_hub_tool_continuations_total", "how=\"parked\"").await;
+    assert_eq!(parked, 4.0, "every follow-up continued its parked process");
+
+    // The worker holding a call dies: the follow-up is answered afresh by the other one.
+    let messages = vec![user(
+        "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Rome\"}]]",
+    )];
+    let first: Value = r1
+        .chat(json!({"model": "claude", "messages": messages, "tools": weather_tool()}), None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let calls_seen = |w: &Worker| {
+        w.fake
+            .chat_requests()
+            .iter()
+            .filter(|r| r.last_user_text().contains("Rome"))
+            .count()
+    };
+    let (holder, other) = if calls_seen(&a) > 0 { (a, b) } else { (b, a) };
+    let mut holder = holder;
+    holder.kill().await;
+    let second = r2
+        .chat(
+            json!({"model": "claude", "tools": weather_tool(),
+                   "messages": with_results(&messages, &first, "rain in Rome")}),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    let text = text_of(second).await;
+    assert!(text.contains("rain in Rome"), "{text}");
+    assert_eq!(
+        worker_metric(&other, "llm_mcp_hub_tool_continuations_total", "how=\"fresh\"").await,
+        1.0
+    );
+}
