@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{
     Adapter, CliEvent, ControlReply, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode,
-    ProviderKind, TurnResult, Usage, quiet_env, tools, transcript,
+    ProviderKind, ToolEndpoint, TurnResult, Usage, quiet_env, tools, transcript,
 };
 
 pub struct Claude;
@@ -49,6 +49,7 @@ impl Adapter for Claude {
         profile: &LaunchProfile,
         scratch: &Path,
         _env: &dyn Fn(&str) -> Option<String>,
+        _tools: Option<&ToolEndpoint>,
     ) -> LaunchSpec {
         // `--opt=value` keeps a value that starts with '-' from being read as a flag.
         let mut args: Vec<String> = [
@@ -128,6 +129,10 @@ impl Adapter for Claude {
     }
 
     fn supports_tools(&self) -> bool {
+        true
+    }
+
+    fn announces_message_end(&self) -> bool {
         true
     }
 
@@ -328,6 +333,7 @@ mod tests {
             },
             Path::new("/tmp/x"),
             &|_| None,
+            None,
         );
         for flag in [
             "--tools=",

@@ -52,6 +52,12 @@ pub enum CliEvent {
     },
     /// A piece of that call's arguments, as JSON text.
     ToolUseArgs { index: u32, json: String },
+    /// A whole tool call the model made, as a CLI reports it once (gemini's `tool_use` line).
+    ToolUse {
+        id: String,
+        name: String,
+        arguments: String,
+    },
     /// One model message ended; `tool_use` means it asks for the tools it named.
     MessageEnd { stop_reason: Option<String> },
     /// A message from the CLI to the hub's tools server (an MCP JSON-RPC message).
@@ -66,6 +72,7 @@ pub enum CliEvent {
         rpc_id: serde_json::Value,
         tool_use_id: Option<String>,
         name: String,
+        arguments: serde_json::Value,
     },
     /// Any other request a CLI makes of its host: refused.
     ControlRequest { request_id: String, subtype: String },

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{
     Adapter, CliEvent, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode, ProviderKind,
-    TurnResult, Usage, quiet_env, transcript,
+    ToolEndpoint, TurnResult, Usage, quiet_env, tools, transcript,
 };
 
 pub struct Gemini;
@@ -37,6 +37,12 @@ const PRIVATE_HOME: &str = "home";
 
 /// What gemini sends when no system prompt is asked for: its own coding-agent prompt would tell
 /// the model about files and tools it does not have.
+/// How gemini names the tools of the hub's MCP server to the model: `mcp_<server>_<tool>`.
+const TOOL_PREFIX: &str = "mcp_hub_";
+/// gemini's own limit on one MCP call; the hub's wait limit (`tool_result_timeout_secs`) ends
+/// the turn well before it.
+const TOOL_CALL_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 
 impl Adapter for Gemini {
@@ -53,17 +59,36 @@ impl Adapter for Gemini {
         profile: &LaunchProfile,
         scratch: &Path,
         hub_env: &dyn Fn(&str) -> Option<String>,
+        tool_endpoint: Option<&ToolEndpoint>,
     ) -> LaunchSpec {
         // System settings override the user's: no core tools, no MCP server, no telemetry, and
         // no GEMINI.md "memory" from the directories above the scratch dir (gemini otherwise
         // walks up to the first `.git` and sends every GEMINI.md it meets to the model).
-        let settings = json!({
+        let mut settings = json!({
             "tools": {"core": []},
             "mcp": {"allowed": []},
             "context": {"memoryBoundaryMarkers": []},
             "telemetry": {"enabled": false},
             "privacy": {"usageStatisticsEnabled": false},
         });
+        if let (Some(tools), Some(endpoint)) = (&profile.tools, tool_endpoint) {
+            // The client's tools as the one MCP server `hub`, on the hub's loopback tools
+            // server. `tools.core` names exactly its tools (an empty list denies MCP tools
+            // too), so no built-in tool comes back.
+            settings["tools"]["core"] = tools
+                .tools()
+                .iter()
+                .map(|t| json!(format!("{TOOL_PREFIX}{}", t.name)))
+                .collect();
+            settings["mcp"]["allowed"] = json!([tools::SERVER_NAME]);
+            settings["mcpServers"] = json!({tools::SERVER_NAME: {
+                "httpUrl": endpoint.url,
+                "headers": {"Authorization": format!("Bearer {}", endpoint.secret)},
+                // The hub runs nothing: a call waits for the client, which the hub times.
+                "trust": true,
+                "timeout": TOOL_CALL_TIMEOUT_MS,
+            }});
+        }
         let system = profile
             .system
             .clone()
@@ -130,6 +155,18 @@ impl Adapter for Gemini {
         }
     }
 
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
+    fn tools_over_http(&self) -> bool {
+        true
+    }
+
+    fn tool_name<'a>(&self, model_name: &'a str) -> Option<&'a str> {
+        model_name.strip_prefix(TOOL_PREFIX)
+    }
+
     fn primer(&self) -> Option<&'static [u8]> {
         Some(b"\n")
     }
@@ -191,6 +228,13 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
                 CliEvent::AssistantText(text)
             })
         }
+        "tool_use" => Some(CliEvent::ToolUse {
+            id: v.get("tool_id")?.as_str()?.to_string(),
+            name: v.get("tool_name")?.as_str()?.to_string(),
+            arguments: v
+                .get("parameters")
+                .map_or_else(|| "{}".to_string(), Value::to_string),
+        }),
         "error" => {
             let message = v
                 .get("message")
@@ -283,6 +327,7 @@ mod tests {
             },
             Path::new("/scratch"),
             &|name| (name == "HOME").then(|| "/home/u".to_string()),
+            None,
         );
         assert!(spec.args.contains(&"--model=gemini-2.5-pro".to_string()));
         assert!(

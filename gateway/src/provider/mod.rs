@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use event::{ChatEvent, CliEvent, Failure, ProviderError, TurnResult, Usage};
-pub use tools::{ToolCall, ToolChoice, ToolSet, ToolSpec};
+pub use tools::{ToolCall, ToolChoice, ToolEndpoint, ToolSet, ToolSpec};
 
 /// The CLIs the hub knows how to drive.
 #[derive(
@@ -131,12 +131,14 @@ pub trait Adapter: Send + Sync {
     fn kind(&self) -> ProviderKind;
     fn mode(&self) -> ProcessMode;
     /// Arguments and environment for a process of `profile`, whose scratch directory is
-    /// `scratch`. `env` is the hub's own environment (where the user's login lives).
+    /// `scratch`. `env` is the hub's own environment (where the user's login lives); `tools` is
+    /// the process's route on the hub's tools server, for a CLI that takes tools over HTTP.
     fn launch(
         &self,
         profile: &LaunchProfile,
         scratch: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+        tools: Option<&ToolEndpoint>,
     ) -> LaunchSpec;
     /// The bytes to write on stdin for one request. `messages` ends with the new user message.
     fn encode_turn(&self, messages: &[Message]) -> Vec<u8>;
@@ -161,6 +163,16 @@ pub trait Adapter: Send + Sync {
     }
     /// Whether the hub can offer a client's tools to this CLI.
     fn supports_tools(&self) -> bool {
+        false
+    }
+    /// True for a CLI that reaches the hub's tools as an MCP server over HTTP (a route on
+    /// `crate::runtime::tool_server`), not over its own stdin/stdout.
+    fn tools_over_http(&self) -> bool {
+        false
+    }
+    /// True when the CLI marks the end of each model message (claude's `message_delta`): the
+    /// tool calls of an answer are complete then. Otherwise they are when the first is made.
+    fn announces_message_end(&self) -> bool {
         false
     }
     /// The client's name of a tool the model called, or None for a tool that is not the

@@ -17,6 +17,14 @@ pub const SERVER_NAME: &str = "hub";
 /// Longest tool name accepted: OpenAI's own limit.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// Where a CLI that reaches MCP servers over HTTP finds the hub's tools server: its own route
+/// and bearer secret (`crate::runtime::tool_server`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolEndpoint {
+    pub url: String,
+    pub secret: String,
+}
+
 /// One function a client offers the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {

@@ -4,6 +4,7 @@ pub mod health;
 pub mod parked;
 pub mod pool;
 pub mod process;
+pub mod tool_server;
 pub mod version;
 
 pub use health::{Health, HealthState};

@@ -64,8 +64,50 @@ pub struct PendingCall {
 pub struct Waiting {
     pub request_id: String,
     pub rpc_id: Value,
+    /// The model's id for the call, when the CLI's request names it (claude); else the call is
+    /// found by its name and arguments (gemini).
     pub tool_use_id: Option<String>,
     pub name: String,
+    pub arguments: Value,
+}
+
+/// The results of a resumed turn, handed to the CLI's requests one by one.
+pub struct Answers {
+    /// (call, result), not handed out yet.
+    left: Vec<(PendingCall, String)>,
+}
+
+impl Answers {
+    pub fn new(calls: Vec<PendingCall>, mut results: HashMap<String, String>) -> Answers {
+        let left = calls
+            .into_iter()
+            .filter_map(|c| {
+                let result = results.remove(&c.tool_use_id)?;
+                Some((c, result))
+            })
+            .collect();
+        Answers { left }
+    }
+
+    /// The result for the CLI's request `w`: by the model's call id when the request names it,
+    /// else the first call of that name with the same arguments, else of that name.
+    pub fn take(&mut self, w: &Waiting) -> Option<String> {
+        let same_args = |c: &PendingCall| {
+            serde_json::from_str::<Value>(&c.call.arguments)
+                .ok()
+                .as_ref()
+                == Some(&w.arguments)
+        };
+        let at = match &w.tool_use_id {
+            Some(id) => self.left.iter().position(|(c, _)| &c.tool_use_id == id),
+            None => self
+                .left
+                .iter()
+                .position(|(c, _)| c.call.name == w.name && same_args(c))
+                .or_else(|| self.left.iter().position(|(c, _)| c.call.name == w.name)),
+        }?;
+        Some(self.left.remove(at).1)
+    }
 }
 
 pub struct ParkedTurn {
@@ -253,6 +295,26 @@ mod tests {
         for foreign in ["call_abc", "toolu_1", "call_zz_0", ""] {
             assert_eq!(park_of(foreign), None, "{foreign}");
         }
+    }
+
+    #[test]
+    fn requests_without_an_id_find_their_call_by_name_and_arguments() {
+        let (_, calls) = name_calls(vec![
+            ("t1".into(), "f".into(), r#"{"city":"Paris"}"#.into()),
+            ("t2".into(), "f".into(), r#"{"city":"Rome"}"#.into()),
+        ]);
+        let results = HashMap::from([("t1".into(), "P".into()), ("t2".into(), "R".into())]);
+        let mut answers = Answers::new(calls, results);
+        let asks = |city: &str| Waiting {
+            request_id: "r".into(),
+            rpc_id: Value::from(1),
+            tool_use_id: None,
+            name: "f".into(),
+            arguments: serde_json::json!({"city": city}),
+        };
+        assert_eq!(answers.take(&asks("Rome")).as_deref(), Some("R"));
+        assert_eq!(answers.take(&asks("Paris")).as_deref(), Some("P"));
+        assert_eq!(answers.take(&asks("Paris")), None);
     }
 
     #[test]

@@ -239,11 +239,11 @@ impl Pool {
                 let how = if resumed.is_some() { "parked" } else { "fresh" };
                 pool.metrics.tool_continuations.with_label_values(&[&pool.name, how]).inc();
             }
-            let (mut lease, answers, mut waiting) = match resumed {
-                Some((parked, answers)) => match pool.acquire_permit().await {
+            let (mut lease, mut answers, mut waiting) = match resumed {
+                Some((parked, results)) => match pool.acquire_permit().await {
                     Ok(permit) => (
                         Lease { pool: pool.clone(), process: Some(parked.process), permit: Some(permit) },
-                        Some(answers),
+                        Some(parked::Answers::new(parked.calls, results)),
                         parked.waiting,
                     ),
                     Err(e) => {
@@ -271,13 +271,12 @@ impl Pool {
             let outcome: Result<TurnEnd, ProviderError> = 'turn: {
                 let process = lease.process.as_mut().expect("lease holds a process");
                 let resuming = answers.is_some();
-                if let Some(results) = &answers {
+                if let Some(results) = answers.as_mut() {
                     // The requests the CLI made before it was parked; later ones are answered
                     // as they come.
                     for w in std::mem::take(&mut waiting) {
-                        let text = w.tool_use_id.as_ref().and_then(|id| results.get(id));
-                        let text = text.map_or(MISSING_RESULT, String::as_str);
-                        if let Err(e) = process.answer_tool_call(&w.request_id, &w.rpc_id, text).await {
+                        let text = results.take(&w).unwrap_or_else(|| MISSING_RESULT.to_string());
+                        if let Err(e) = process.answer_tool_call(&w.request_id, &w.rpc_id, &text).await {
                             break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
                         }
                     }
@@ -346,6 +345,14 @@ impl Pool {
                                 calls.insert(index, (id, name.to_string(), String::new()));
                             }
                         }
+                        CliEvent::ToolUse { id, name, arguments } => {
+                            if let Some(name) = adapter.tool_name(&name)
+                                && tools.as_ref().is_some_and(|t| t.contains(name))
+                            {
+                                let index = calls.keys().next_back().map_or(0, |i| i + 1);
+                                calls.insert(index, (id, name.to_string(), arguments));
+                            }
+                        }
                         CliEvent::ToolUseArgs { index, json } => {
                             if let Some(call) = calls.get_mut(&index) {
                                 call.2.push_str(&json);
@@ -357,17 +364,26 @@ impl Pool {
                             }
                             calls.clear();
                         }
-                        CliEvent::ToolCallWaiting { request_id, rpc_id, tool_use_id, name } => {
-                            let result = answers.as_ref().and_then(|a| tool_use_id.as_ref().and_then(|id| a.get(id)));
-                            match result {
+                        CliEvent::ToolCallWaiting { request_id, rpc_id, tool_use_id, name, arguments } => {
+                            let waiting_call = Waiting { request_id, rpc_id, tool_use_id, name, arguments };
+                            match answers.as_mut().and_then(|a| a.take(&waiting_call)) {
                                 Some(text) => {
-                                    if let Err(e) = process.answer_tool_call(&request_id, &rpc_id, text).await {
+                                    if let Err(e) = process.answer_tool_call(&waiting_call.request_id, &waiting_call.rpc_id, &text).await {
                                         break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
                                     }
                                 }
-                                // A call of the message being handed out: answered by the
-                                // client's next request.
-                                None => waiting.push(Waiting { request_id, rpc_id, tool_use_id, name }),
+                                None => {
+                                    // A call of the answer being handed out, answered by the
+                                    // client's next request. claude may ask for a call before
+                                    // its message ends (it starts read-only tools early), so
+                                    // its turn ends at the message's end; a CLI that announces
+                                    // no end (gemini) has announced all its calls by the time
+                                    // it makes the first.
+                                    waiting.push(waiting_call);
+                                    if !calls.is_empty() && !adapter.announces_message_end() {
+                                        break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
+                                    }
+                                }
                             }
                         }
                         CliEvent::ToolServer { .. } | CliEvent::ControlRequest { .. } => {}

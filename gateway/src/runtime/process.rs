@@ -19,6 +19,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
+use super::tool_server::{Registration, ToolServer};
 use crate::provider::tools::{self, McpStep};
 use crate::provider::{Adapter, CliEvent, ControlReply, LaunchProfile, process_env};
 
@@ -114,6 +115,8 @@ pub struct CliProcess {
     /// say so otherwise.
     pub session_id: Option<String>,
     adapter: &'static dyn Adapter,
+    /// The process's route on the tools server (CLIs that take tools over HTTP).
+    tool_route: Option<Registration>,
     child: Child,
     pgid: Option<Pid>,
     stdin: Option<ChildStdin>,
@@ -136,6 +139,8 @@ pub enum SpawnError {
         "'{0}' was not found: install the CLI and log in, put it on PATH, or set the provider's `command`"
     )]
     NotFound(String),
+    #[error("cannot start the tools server: {0}")]
+    ToolServer(std::io::Error),
     #[error("cannot start '{command}': {source}")]
     Exec {
         command: String,
@@ -178,9 +183,23 @@ impl Launcher {
         for d in [&work, &tmp] {
             std::fs::create_dir(d).map_err(SpawnError::Scratch)?;
         }
-        let spec = self
-            .adapter
-            .launch(profile, dir, &|name| std::env::var(name).ok());
+        let (tx, events) = mpsc::unbounded_channel();
+        // A CLI that takes tools over HTTP gets its own route on the hub's tools server,
+        // removed with the process.
+        let (tool_route, endpoint) = match &profile.tools {
+            Some(tools) if self.adapter.tools_over_http() => {
+                let server = ToolServer::shared().await.map_err(SpawnError::ToolServer)?;
+                let (route, endpoint) = server.register(tools.clone(), tx.clone());
+                (Some(route), Some(endpoint))
+            }
+            _ => (None, None),
+        };
+        let spec = self.adapter.launch(
+            profile,
+            dir,
+            &|name| std::env::var(name).ok(),
+            endpoint.as_ref(),
+        );
         for (rel, contents) in &spec.files {
             let path = dir.join(rel);
             if let Some(parent) = path.parent() {
@@ -222,7 +241,6 @@ impl Launcher {
             },
         })?;
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
-        let (tx, events) = mpsc::unbounded_channel();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
 
         let adapter = self.adapter;
@@ -268,6 +286,7 @@ impl Launcher {
             turns: 0,
             session_id: None,
             adapter,
+            tool_route,
             child,
             pgid,
             stdin,
@@ -323,13 +342,14 @@ impl CliProcess {
                             rpc_id,
                             name,
                             tool_use_id,
-                            ..
+                            arguments,
                         } => {
                             return Some(ProcessEvent::Cli(CliEvent::ToolCallWaiting {
                                 request_id,
                                 rpc_id,
                                 tool_use_id,
                                 name,
+                                arguments,
                             }));
                         }
                     }
@@ -360,6 +380,11 @@ impl CliProcess {
         rpc_id: &serde_json::Value,
         result: &str,
     ) -> std::io::Result<()> {
+        if let Some(route) = &self.tool_route {
+            // A call the CLI gave up on needs no answer; the CLI reports what it did instead.
+            route.answer(request_id, result.to_string());
+            return Ok(());
+        }
         let reply = ControlReply::Mcp(tools::call_result(rpc_id, result));
         match self.adapter.control_reply(request_id, reply) {
             Some(line) => self.write(&line, false).await,

@@ -265,7 +265,7 @@ fn long_args() -> Vec<String> {
     };
     ProviderKind::Claude
         .adapter()
-        .launch(&profile, Path::new("."), &|_| None)
+        .launch(&profile, Path::new("."), &|_| None, None)
         .args
 }
 

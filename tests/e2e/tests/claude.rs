@@ -280,6 +280,29 @@ async fn models_map_to_cli_models() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prompt_cannot_pull_in_files() {
     let hub = Hub::start_with(claude_only("warm_processes = 0")).await;
+    prompts_cannot_pull_in_files(&hub, None).await;
+}
+
+/// The lock-down holds the same when the client offers tools: the process then also serves the
+/// hub's MCP server, and only its tools may be allowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lock_down_holds_with_client_tools_offered() {
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let hub = Hub::start_with(claude_only("warm_processes = 0")).await;
+    prompts_cannot_pull_in_files(&hub, Some(&tools)).await;
+    models_tool_calls_run_nothing(&hub, Some(&tools)).await;
+}
+
+/// A chat request, with the client's tools when given.
+fn with_tools(mut body: Value, tools: Option<&Value>) -> Value {
+    if let Some(tools) = tools {
+        body["tools"] = tools.clone();
+    }
+    body
+}
+
+async fn prompts_cannot_pull_in_files(hub: &Hub, tools: Option<&Value>) {
     // Measured before the fix: claude reads a file named as `@path` even with every tool off
     // and sends it to the model. Here: a plain file, and where a laptop keeps claude's login.
     let marker = "CLAUDE-FILE-MARKER-91c2";
@@ -296,17 +319,23 @@ async fn a_prompt_cannot_pull_in_files() {
         format!("@{} and @{}", root.join("home").display(), root.display()),
     ] {
         let r = hub
-            .chat(json!({"model": "claude", "messages": [user(&prompt)]}))
+            .chat(with_tools(
+                json!({"model": "claude", "messages": [user(&prompt)]}),
+                tools,
+            ))
             .await;
         let body = r.text().await.unwrap();
         assert!(!body.contains(marker), "{prompt}: {body}");
     }
     // Nor through the system prompt.
     let r = hub
-        .chat(json!({"model": "claude", "messages": [
-            {"role": "system", "content": format!("@{}", secret.display())},
-            user("hello"),
-        ]}))
+        .chat(with_tools(
+            json!({"model": "claude", "messages": [
+                {"role": "system", "content": format!("@{}", secret.display())},
+                user("hello"),
+            ]}),
+            tools,
+        ))
         .await;
     assert!(!r.text().await.unwrap().contains(marker));
     for req in hub.anthropic.requests() {
@@ -382,6 +411,10 @@ async fn a_models_tool_calls_run_nothing() {
     // The model (scripted) asks claude to run its built-in tools on a file beside the CLI; with
     // the lock-down the CLI must answer each call with an error, never the file.
     let hub = Hub::start_with(claude_only("")).await;
+    models_tool_calls_run_nothing(&hub, None).await;
+}
+
+async fn models_tool_calls_run_nothing(hub: &Hub, tools: Option<&Value>) {
     let marker = "TOOL-CALL-MARKER-5e1d";
     let root = hub.gemini_home.parent().unwrap();
     let secret = root.join("secret.txt");
@@ -408,13 +441,18 @@ async fn a_models_tool_calls_run_nothing() {
     ];
     for (tool, input) in calls {
         let r = hub
-            .chat(
+            .chat(with_tools(
                 json!({"model": "claude", "messages": [user(&format!("[[tool:{tool}:{input}]]"))]}),
-            )
+                tools,
+            ))
             .await;
         let status = r.status();
         let body: Value = r.json().await.unwrap();
         assert_eq!(status, 200, "{tool}: {body}");
+        assert!(
+            body["choices"][0]["message"]["tool_calls"].is_null(),
+            "{tool}: a built-in call reached the client: {body}"
+        );
         let answer = body["choices"][0]["message"]["content"].as_str().unwrap();
         assert!(
             answer.starts_with("tool result:"),

@@ -495,7 +495,7 @@ async fn worker_metric(worker: &Worker, name: &str, label: &str) -> f64 {
         .unwrap();
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
@@ -529,14 +529,20 @@ async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
             "weather {round}? [[tool:mcp__hub__get_weather:{{\"city\":\"Paris\"}}]]"
         ))];
         let first: Value = r1
-            .chat(json!({"model": "claude", "messages": messages, "tools": weather_tool()}), None)
+            .chat(
+                json!({"model": "claude", "messages": messages, "tools": weather_tool()}),
+                None,
+            )
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        assert_eq!(first["choices"][0]["finish_reason"], "tool_calls", "{first}");
+        assert_eq!(
+            first["choices"][0]["finish_reason"], "tool_calls",
+            "{first}"
+        );
         // The follow-up goes through the other router replica.
         let second = r2
             .chat(
@@ -558,7 +564,10 @@ async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
         "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Rome\"}]]",
     )];
     let first: Value = r1
-        .chat(json!({"model": "claude", "messages": messages, "tools": weather_tool()}), None)
+        .chat(
+            json!({"model": "claude", "messages": messages, "tools": weather_tool()}),
+            None,
+        )
         .send()
         .await
         .unwrap()
@@ -587,7 +596,12 @@ async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
     let text = text_of(second).await;
     assert!(text.contains("rain in Rome"), "{text}");
     assert_eq!(
-        worker_metric(&other, "llm_mcp_hub_tool_continuations_total", "how=\"fresh\"").await,
+        worker_metric(
+            &other,
+            "llm_mcp_hub_tool_continuations_total",
+            "how=\"fresh\""
+        )
+        .await,
         1.0
     );
 }

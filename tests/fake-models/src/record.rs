@@ -239,7 +239,7 @@ impl RecordedRequest {
                         Some(other) => block_texts(other).join("\n"),
                         None => String::new(),
                     }),
-                Vendor::Gemini => b.get("functionResponse").map(|r| r.to_string()),
+                Vendor::Gemini => b.get("functionResponse").map(gemini_result_text),
             })
             .collect()
     }
@@ -389,5 +389,21 @@ mod tests {
             g.messages(),
             vec![("assistant".to_string(), "a".to_string())]
         );
+    }
+}
+
+/// A Gemini `functionResponse` as the text a tool returned: its `output` (gemini wraps what an MCP
+/// server returned in `<untrusted_context>`, taken off here) or its `error`, else the whole part.
+fn gemini_result_text(part: &Value) -> String {
+    let response = part.get("response");
+    let field = |k: &str| response.and_then(|r| r.get(k)).and_then(Value::as_str);
+    match field("output").or_else(|| field("error")) {
+        Some(text) => text
+            .trim()
+            .trim_start_matches("<untrusted_context>")
+            .trim_end_matches("</untrusted_context>")
+            .trim()
+            .to_string(),
+        None => part.to_string(),
     }
 }

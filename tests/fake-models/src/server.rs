@@ -559,12 +559,21 @@ fn gemini_generate(rec: &RecordedRequest, forced: Option<&str>) -> Response {
         return gemini_status(s);
     }
     let model = rec.model().unwrap_or_else(|| "gemini-fake".into());
-    if let Some(result) = rec.last_tool_results().first() {
-        deltas = vec![format!("tool result: {result}")];
-    } else if let Some((name, input)) = d.tools.first() {
-        let args: Value = serde_json::from_str(input).unwrap_or_else(|_| json!({}));
-        let call = json!({"candidates": [{"content": {"role": "model",
-            "parts": [{"functionCall": {"name": name, "args": args}}]},
+    let results = rec.last_tool_results();
+    let mut calls = d.tools.clone();
+    if !results.is_empty() {
+        calls = crate::directives::parse_directives(&results.join("\n")).tools;
+        deltas = vec![format!("tool result: {}", results.join(" | "))];
+    }
+    if !calls.is_empty() {
+        let parts: Vec<Value> = calls
+            .iter()
+            .map(|(name, input)| {
+                let args: Value = serde_json::from_str(input).unwrap_or_else(|_| json!({}));
+                json!({"functionCall": {"name": name, "args": args}})
+            })
+            .collect();
+        let call = json!({"candidates": [{"content": {"role": "model", "parts": parts},
             "finishReason": "STOP", "index": 0}],
             "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 15},
             "modelVersion": model});
