@@ -30,8 +30,8 @@ function script(path, text) {
   chmodSync(path, 0o755);
 }
 
-/** Starts a hub that requires `apiKey` (claude only). Returns { baseUrl, stop(), log() }. */
-export async function startHub({ apiKey }) {
+/** Starts a hub that requires `apiKey` (claude, and gemini when asked). Returns { baseUrl, stop(), log() }. */
+export async function startHub({ apiKey, gemini = false }) {
   for (const needed of [join(BIN_DIR, "llm-mcp-hub"), join(BIN_DIR, "fake-models"), join(CLI_BIN, "claude")]) {
     if (!existsSync(needed)) throw new Error(`${needed} is missing: run scripts/test`);
   }
@@ -48,6 +48,14 @@ export async function startHub({ apiKey }) {
   mkdirSync(bin);
   script(join(bin, "claude"), `#!/bin/sh\nexport ANTHROPIC_BASE_URL=${fakes.anthropic}\nexec ${join(CLI_BIN, "claude")} "$@"\n`);
   mkdirSync(join(work, "home"));
+  const geminiHome = join(work, "gemini-home");
+  if (gemini) {
+    script(join(bin, "gemini"),
+      `#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL=${fakes.gemini}\nexport GEMINI_API_KEY=test\nexec ${join(CLI_BIN, "gemini")} "$@"\n`);
+    // The fake server takes API-key auth; the hub's own system settings still switch every tool off.
+    mkdirSync(join(geminiHome, ".gemini"), { recursive: true });
+    writeFileSync(join(geminiHome, ".gemini", "settings.json"), '{"security":{"auth":{"selectedType":"gemini-api-key"}}}');
+  }
 
   const port = await freePort();
   const sha256 = createHash("sha256").update(apiKey).digest("hex");
@@ -56,11 +64,18 @@ export async function startHub({ apiKey }) {
     `listen = "127.0.0.1:${port}"\nscratch_dir = "${join(work, "scratch")}"\n` +
     `[[api_keys]]\nid = "node"\nsha256 = "${sha256}"\n` +
     `[providers.claude]\nkind = "claude"\ncommand = "${join(bin, "claude")}"\n` +
-    `[providers.gemini]\nkind = "gemini"\nenabled = false\n`);
+    (gemini
+      ? `[providers.gemini]\nkind = "gemini"\ncommand = "${join(bin, "gemini")}"\n`
+      : `[providers.gemini]\nkind = "gemini"\nenabled = false\n`));
   const logPath = join(work, "hub.log");
   const logFd = openSync(logPath, "w");
   const hub = spawn(join(BIN_DIR, "llm-mcp-hub"), ["serve", "--config", config], {
-    env: { PATH: process.env.PATH, HOME: join(work, "home"), CLAUDE_CODE_OAUTH_TOKEN: "test-oauth-token" },
+    env: {
+      PATH: process.env.PATH,
+      HOME: join(work, "home"),
+      CLAUDE_CODE_OAUTH_TOKEN: "test-oauth-token",
+      GEMINI_CLI_HOME: geminiHome,
+    },
     stdio: ["ignore", logFd, logFd],
   });
   const baseUrl = `http://127.0.0.1:${port}`;

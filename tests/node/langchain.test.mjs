@@ -15,7 +15,7 @@ const API_KEY = "lmh_langchain_test_key";
 let hub;
 
 before(async () => {
-  hub = await startHub({ apiKey: API_KEY });
+  hub = await startHub({ apiKey: API_KEY, gemini: true });
 });
 
 after(async () => {
@@ -41,25 +41,27 @@ const tools = [
   },
 ];
 
-const call = (name, args) => `[[tool:mcp__hub__${name}:${JSON.stringify(args)}]]`;
+// How each CLI names the client's tools to the model: the fake model must call them so.
+const PREFIX = { claude: "mcp__hub__", gemini: "mcp_hub_" };
+const call = (provider, name, args) => `[[tool:${PREFIX[provider]}${name}:${JSON.stringify(args)}]]`;
 
-function runTool(name, args) {
+function runTool(provider, name, args) {
   // The weather result asks the model for the time next: a second step of the loop.
-  if (name === "get_weather") return `sunny in ${args.city} ${call("get_time", { city: args.city })}`;
+  if (name === "get_weather") return `sunny in ${args.city} ${call(provider, "get_time", { city: args.city })}`;
   return `12:00 in ${args.city}`;
 }
 
-function model() {
+function model(provider) {
   return new ChatOpenAI({
-    model: "claude",
+    model: provider,
     apiKey: API_KEY,
     configuration: { baseURL: `${hub.baseUrl}/v1` },
     maxRetries: 0,
   }).bindTools(tools);
 }
 
-async function agentLoop(step) {
-  const messages = [new HumanMessage(`Plan a day in Oslo. ${call("get_weather", { city: "Oslo" })}`)];
+async function agentLoop(provider, step) {
+  const messages = [new HumanMessage(`Plan a day in Oslo. ${call(provider, "get_weather", { city: "Oslo" })}`)];
   const called = [];
   for (let i = 0; i < 5; i++) {
     const ai = await step(messages);
@@ -67,26 +69,28 @@ async function agentLoop(step) {
     messages.push(ai);
     for (const tc of ai.tool_calls) {
       called.push(tc.name);
-      messages.push(new ToolMessage({ tool_call_id: tc.id, content: runTool(tc.name, tc.args) }));
+      messages.push(new ToolMessage({ tool_call_id: tc.id, content: runTool(provider, tc.name, tc.args) }));
     }
   }
   throw new Error("the agent did not finish");
 }
 
-test("a two-step agent loop with invoke", async () => {
-  const m = model();
-  const { answer, called } = await agentLoop((messages) => m.invoke(messages));
-  assert.deepEqual(called, ["get_weather", "get_time"]);
-  assert.equal(answer, "tool result: 12:00 in Oslo");
-});
-
-test("a two-step agent loop with stream", async () => {
-  const m = model();
-  const { answer, called } = await agentLoop(async (messages) => {
-    let whole;
-    for await (const chunk of await m.stream(messages)) whole = whole ? whole.concat(chunk) : chunk;
-    return whole;
+for (const provider of ["claude", "gemini"]) {
+  test(`${provider}: a two-step agent loop with invoke`, async () => {
+    const m = model(provider);
+    const { answer, called } = await agentLoop(provider, (messages) => m.invoke(messages));
+    assert.deepEqual(called, ["get_weather", "get_time"]);
+    assert.equal(answer, "tool result: 12:00 in Oslo");
   });
-  assert.deepEqual(called, ["get_weather", "get_time"]);
-  assert.equal(answer, "tool result: 12:00 in Oslo");
-});
+
+  test(`${provider}: a two-step agent loop with stream`, async () => {
+    const m = model(provider);
+    const { answer, called } = await agentLoop(provider, async (messages) => {
+      let whole;
+      for await (const chunk of await m.stream(messages)) whole = whole ? whole.concat(chunk) : chunk;
+      return whole;
+    });
+    assert.deepEqual(called, ["get_weather", "get_time"]);
+    assert.equal(answer, "tool result: 12:00 in Oslo");
+  });
+}
