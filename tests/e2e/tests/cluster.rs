@@ -605,3 +605,41 @@ async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
         1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_tool_calls_through_the_router_continue_on_the_worker() {
+    let g = Worker::start(WorkerSpec::new(Kind::Gemini, "gemini", "g")).await;
+    let router = Router::start("", &entries(&[&g])).await;
+    router.wait_ready_workers("gemini", 1).await;
+    let messages = vec![user(
+        "weather? [[tool:mcp_hub_get_weather:{\"city\":\"Oslo\"}]]",
+    )];
+    let first: Value = router
+        .chat(
+            json!({"model": "gemini", "messages": messages, "tools": weather_tool()}),
+            None,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = &first["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather", "{first}");
+    assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    let second = router
+        .chat(
+            json!({"model": "gemini", "tools": weather_tool(),
+                   "messages": with_results(&messages, &first, "fog in Oslo")}),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text_of(second).await, "tool result: fog in Oslo");
+    assert_eq!(
+        worker_metric(&g, "llm_mcp_hub_tool_continuations_total", "how=\"parked\"").await,
+        1.0
+    );
+}
