@@ -187,7 +187,8 @@ impl Parking {
         })
     }
 
-    pub fn len(&self) -> usize {
+    /// Turns parked now.
+    pub fn count(&self) -> usize {
         self.turns.lock().expect("parking lock").len()
     }
 

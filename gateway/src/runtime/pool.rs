@@ -65,6 +65,9 @@ pub struct PoolStatus {
     pub queued: usize,
     pub max_concurrency: usize,
     pub max_queue: usize,
+    /// Processes waiting on their client's tool results (they hold no slot).
+    #[serde(default)]
+    pub parked: usize,
 }
 
 impl Pool {
@@ -123,6 +126,7 @@ impl Pool {
             queued: self.waiting.load(Ordering::Relaxed),
             max_concurrency: max,
             max_queue: self.cfg.max_queue,
+            parked: self.parking.count(),
         }
     }
 
@@ -138,11 +142,6 @@ impl Pool {
             system: Some(system.unwrap_or_else(|| self.cfg.default_system_prompt.clone())),
             tools,
         }
-    }
-
-    /// Turns waiting on their client's tool results now.
-    pub fn parked(&self) -> usize {
-        self.parking.len()
     }
 
     /// How processes serve now: the adapter's mode, unless resets proved unverifiable.

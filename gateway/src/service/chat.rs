@@ -536,6 +536,7 @@ mod tests {
                 queued: 0,
                 max_concurrency: 1,
                 max_queue: 1,
+                parked: 0,
             },
             limits: Limits {
                 max_concurrency: 1,

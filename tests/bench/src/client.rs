@@ -36,9 +36,19 @@ pub async fn chat_stream(
         "stream": true,
         "messages": [{"role": "user", "content": text}],
     });
+    chat_stream_body(http, base, &body, start).await
+}
+
+/// `chat_stream` with the whole request body given (tools, several messages…).
+pub async fn chat_stream_body(
+    http: &reqwest::Client,
+    base: &str,
+    body: &Value,
+    start: Instant,
+) -> Result<Timing, String> {
     let response = http
         .post(format!("{base}/v1/chat/completions"))
-        .json(&body)
+        .json(body)
         .send()
         .await
         .map_err(|e| format!("send: {e}"))?;

@@ -20,6 +20,7 @@ mod hub;
 mod load;
 mod router;
 mod stats;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,7 +114,10 @@ struct Args {
     /// Extra top-level TOML lines for the router (e.g. `[routing]` settings).
     #[arg(long, default_value = "")]
     router_extra: String,
-    /// Scenarios to leave out: ttft, fake, real, cpu, router.
+    /// Follow-ups per CLI in the tools scenario (each: one parked, one fresh).
+    #[arg(long, default_value_t = 20)]
+    tool_rounds: usize,
+    /// Scenarios to leave out: ttft, fake, real, cpu, router, tools.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Writes every number as JSON here.
@@ -304,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/node_modules/.bin"));
     // Only the scenarios over the real CLIs need them.
-    let real_clis = ["ttft", "real", "cpu"]
+    let real_clis = ["ttft", "real", "cpu", "tools"]
         .iter()
         .any(|s| !args.skip.iter().any(|k| k == s));
     let clis = if real_clis {
@@ -408,6 +412,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if !env.args.skip.iter().any(|s| s == "router") {
         report["router"] = router::scenario_router(&env).await?;
+    }
+    if !env.args.skip.iter().any(|s| s == "tools") {
+        report["tools"] = tools::scenario_tools(&env).await?;
     }
     report["loadavg_end"] = json!(loadavg());
     report["wall_s"] = json!(started().elapsed().as_secs_f64());

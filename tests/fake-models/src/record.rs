@@ -326,6 +326,22 @@ fn parts_text(v: &Value) -> String {
     part_texts(v).join("\n")
 }
 
+/// A Gemini `functionResponse` as the text a tool returned: its `output` (gemini wraps what an MCP
+/// server returned in `<untrusted_context>`, taken off here) or its `error`, else the whole part.
+fn gemini_result_text(part: &Value) -> String {
+    let response = part.get("response");
+    let field = |k: &str| response.and_then(|r| r.get(k)).and_then(Value::as_str);
+    match field("output").or_else(|| field("error")) {
+        Some(text) => text
+            .trim()
+            .trim_start_matches("<untrusted_context>")
+            .trim_end_matches("</untrusted_context>")
+            .trim()
+            .to_string(),
+        None => part.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,21 +405,5 @@ mod tests {
             g.messages(),
             vec![("assistant".to_string(), "a".to_string())]
         );
-    }
-}
-
-/// A Gemini `functionResponse` as the text a tool returned: its `output` (gemini wraps what an MCP
-/// server returned in `<untrusted_context>`, taken off here) or its `error`, else the whole part.
-fn gemini_result_text(part: &Value) -> String {
-    let response = part.get("response");
-    let field = |k: &str| response.and_then(|r| r.get(k)).and_then(Value::as_str);
-    match field("output").or_else(|| field("error")) {
-        Some(text) => text
-            .trim()
-            .trim_start_matches("<untrusted_context>")
-            .trim_end_matches("</untrusted_context>")
-            .trim()
-            .to_string(),
-        None => part.to_string(),
     }
 }
