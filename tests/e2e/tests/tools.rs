@@ -1,0 +1,83 @@
+//! Function calling across keys: a turn waiting on tool results is continued only by the key
+//! that started it. Another key that sends the same call ids gets an answer of its own, from a
+//! fresh process, and the waiting process stays for its owner.
+
+use e2e::{Hub, HubOptions, api_key_entry, user};
+use serde_json::{Value, json};
+
+const ALICE: &str = "lmh_alice_key_for_tools";
+const MALLORY: &str = "lmh_mallory_key_for_tools";
+
+fn tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+async fn chat(hub: &Hub, key: &str, body: Value) -> Value {
+    let r = hub
+        .http
+        .post(hub.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn continuations(metrics: &str, how: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("llm_mcp_hub_tool_continuations_total")
+                && l.contains(&format!("how=\"{how}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_key_that_started_a_turn_continues_its_parked_process() {
+    let mut opts = HubOptions::claude_only("");
+    opts.top = format!(
+        "{}{}",
+        api_key_entry("alice", ALICE, None),
+        api_key_entry("mallory", MALLORY, None)
+    );
+    let hub = Hub::start_with(opts).await;
+    let messages = vec![user(
+        "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Oslo\"}]]",
+    )];
+    let first = chat(
+        &hub,
+        ALICE,
+        json!({"model": "claude", "messages": messages, "tools": tools()}),
+    )
+    .await;
+    let call = first["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "get_weather", "{first}");
+    let follow_up = |result: &str| {
+        json!({"model": "claude", "tools": tools(), "messages": [
+            messages[0].clone(),
+            first["choices"][0]["message"].clone(),
+            {"role": "tool", "tool_call_id": call["id"], "content": result},
+        ]})
+    };
+
+    // Another key with the same ids: answered, but not by alice's waiting process.
+    let stolen = chat(&hub, MALLORY, follow_up("sunny (mallory)")).await;
+    let text = stolen["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("sunny (mallory)"), "{text}");
+    let metrics = hub.metrics().await;
+    assert_eq!(continuations(&metrics, "parked"), 0, "{metrics}");
+    assert_eq!(continuations(&metrics, "fresh"), 1, "{metrics}");
+
+    // Alice's follow-up still finds her process.
+    let mine = chat(&hub, ALICE, follow_up("sunny (alice)")).await;
+    assert_eq!(
+        mine["choices"][0]["message"]["content"],
+        "tool result: sunny (alice)"
+    );
+    assert_eq!(continuations(&hub.metrics().await, "parked"), 1);
+}
