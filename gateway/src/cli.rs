@@ -12,6 +12,9 @@ use crate::config::LogFormat;
 #[command(
     name = "llm-mcp-hub",
     version,
+    // `--version` also names the CLIs found on PATH (what an image carries): handled in main.
+    disable_version_flag = true,
+    arg_required_else_help = true,
     about = "Serve your Claude and Gemini subscriptions, through their own CLIs, as an OpenAI-compatible API",
     long_about = "Serve your Claude and Gemini subscriptions, through their own CLIs, as an \
                   OpenAI-compatible API.\n\nSettings come from built-in defaults, then the \
@@ -20,8 +23,11 @@ use crate::config::LogFormat;
                   flags."
 )]
 pub struct Cli {
+    /// Print the hub's version and those of the claude and gemini CLIs on PATH.
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]

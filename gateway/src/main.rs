@@ -12,7 +12,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        // `arg_required_else_help` leaves only `--version` here.
+        runtime()?.block_on(print_versions());
+        return Ok(());
+    };
+    match command {
         Command::Serve(args) => {
             let config = Config::load(args.config.as_deref(), &args)?;
             telemetry::init(config.log_format);
@@ -67,6 +72,33 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(args.serve.config.as_deref(), &args.serve)?;
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
+        }
+    }
+}
+
+/// The hub's version, and each CLI's as `<cli> --version` on PATH says it, placed against the
+/// range the hub is tested with.
+async fn print_versions() {
+    use llm_mcp_hub::provider::ProviderKind;
+    use llm_mcp_hub::runtime::version;
+    println!("llm-mcp-hub {}", env!("CARGO_PKG_VERSION"));
+    for kind in [ProviderKind::Claude, ProviderKind::Gemini] {
+        let (oldest, newest) = version::tested_range(kind);
+        let name = kind.as_str();
+        match version::read(std::path::Path::new(name), kind).await {
+            Some(v) => {
+                let place = match v.support {
+                    version::Support::Tested => "in",
+                    version::Support::Newer => "newer than",
+                    version::Support::TooOld => "older than",
+                    version::Support::Unknown => "not comparable with",
+                };
+                println!(
+                    "{name} {} ({place} the tested range {oldest} to {newest})",
+                    v.version
+                )
+            }
+            None => println!("{name}: not found on PATH (tested {oldest} to {newest})"),
         }
     }
 }

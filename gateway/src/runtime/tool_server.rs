@@ -243,6 +243,7 @@ mod tests {
         let (tx, mut events) = mpsc::unbounded_channel();
         let (registration, endpoint) = server.register(tools, tx);
         assert!(endpoint.url.starts_with("http://127.0.0.1:"));
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::new();
         let call = serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                                       "params": {"name": "f", "arguments": {"x": 1}}});
