@@ -56,11 +56,11 @@ fn main() -> anyhow::Result<()> {
                 sha256: hash,
                 providers: (!args.providers.is_empty()).then_some(args.providers),
             };
-            eprintln!("New hub API key (shown once; the hub keeps only its hash):");
+            // stdout: the key alone. stderr: valid TOML (comments and the entry), so
+            // `keygen 2>>keys.toml` builds a keys file.
+            eprintln!("# New hub API key (shown once on stdout; the hub keeps only its hash).");
             println!("{key}");
-            eprintln!();
-            eprintln!("Add this entry to the api_keys_file (or the Secret it is mounted from):");
-            eprintln!();
+            eprintln!("# Add this entry to the api_keys_file (or the Secret it is mounted from):");
             eprint!("[[keys]]\n{}", toml::to_string(&entry)?);
             Ok(())
         }
