@@ -12,9 +12,6 @@ use crate::service::ServiceError;
 
 /// Retry-After of a usage limit whose reset time the CLI did not say.
 const UNKNOWN_RESET_RETRY_SECS: u64 = 60;
-/// How `ProviderError::from_failure` begins the detail of a CLI the hub refused to run (hub
-/// text, safe to classify on).
-const LOCK_DOWN_REFUSAL: &str = "refused to run the CLI without its lock-down";
 /// Retry-After when no worker can answer right now.
 const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
@@ -144,7 +141,9 @@ impl From<&ProviderError> for ClientError {
             ProviderError::Busy { .. } => (429, "rate_limit_error", "rate_limit_exceeded"),
             ProviderError::UsageLimited { .. } => (429, "rate_limit_error", "usage_limit_reached"),
             ProviderError::NotLoggedIn { .. } => (503, "provider_error", "provider_not_logged_in"),
-            ProviderError::Spawn { .. } => (503, "provider_error", "provider_unavailable"),
+            ProviderError::Spawn { .. } | ProviderError::LockDown { .. } => {
+                (503, "provider_error", "provider_unavailable")
+            }
             ProviderError::Unavailable { .. } => (503, "provider_error", "no_healthy_worker"),
             ProviderError::Upstream { .. } => (502, "provider_error", "upstream_error"),
             ProviderError::Crashed { .. } => (502, "provider_error", "provider_failed"),
@@ -165,16 +164,16 @@ impl From<&ProviderError> for ClientError {
             // to the log, and every key sees only what kind of failure it was.
             ProviderError::Spawn { provider, detail } => {
                 tracing::warn!(%provider, %detail, "provider cannot run its CLI");
-                if detail.starts_with(LOCK_DOWN_REFUSAL) {
-                    format!(
-                        "provider '{provider}' refused to run its CLI without its lock-down (details in the hub's log)"
-                    )
-                } else {
-                    format!(
-                        "provider '{provider}' cannot start its CLI (is it installed, and on \
-                         PATH? the hub's log says why)"
-                    )
-                }
+                format!(
+                    "provider '{provider}' cannot start its CLI (is it installed, and on \
+                     PATH? the hub's log says why)"
+                )
+            }
+            ProviderError::LockDown { provider, detail } => {
+                tracing::warn!(%provider, %detail, "refused to run a CLI without its lock-down");
+                format!(
+                    "provider '{provider}' refused to run its CLI without its lock-down (details in the hub's log)"
+                )
             }
             ProviderError::Unavailable { provider, detail } => {
                 tracing::warn!(%provider, %detail, "provider has no worker able to answer");

@@ -167,6 +167,10 @@ pub enum ProviderError {
     },
     #[error("provider '{provider}' cannot start its CLI: {detail}")]
     Spawn { provider: String, detail: String },
+    /// The CLI would run without the hub's lock-down (tools, settings, API-key billing): the hub
+    /// refused it. `detail` goes to logs only.
+    #[error("provider '{provider}' refused to run its CLI without its lock-down")]
+    LockDown { provider: String, detail: String },
     /// The request asks for something this provider's CLI cannot do (tools on a CLI the hub
     /// does not offer them through yet).
     #[error("provider '{provider}' does not support {what}")]
@@ -187,10 +191,7 @@ impl ProviderError {
             },
             Failure::Upstream(detail) => ProviderError::Upstream { provider, detail },
             Failure::Crashed(detail) => ProviderError::Crashed { provider, detail },
-            Failure::Unsafe(detail) => ProviderError::Spawn {
-                provider,
-                detail: format!("refused to run the CLI without its lock-down: {detail}"),
-            },
+            Failure::Unsafe(detail) => ProviderError::LockDown { provider, detail },
         }
     }
 
@@ -204,6 +205,7 @@ impl ProviderError {
             ProviderError::Timeout { .. } => "timeout",
             ProviderError::Busy { .. } => "busy",
             ProviderError::Spawn { .. } => "spawn",
+            ProviderError::LockDown { .. } => "lock_down",
             ProviderError::Unavailable { .. } => "unavailable",
             ProviderError::Unsupported { .. } => "unsupported",
         }

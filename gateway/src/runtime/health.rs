@@ -84,9 +84,9 @@ impl Health {
                 Some(resets_at.unwrap_or(unix_now() + limit_backoff.as_secs() as i64)),
             ),
             ProviderError::NotLoggedIn { .. } => (HealthState::NotLoggedIn, None),
-            ProviderError::Spawn { .. } | ProviderError::Unavailable { .. } => {
-                (HealthState::Unavailable, None)
-            }
+            ProviderError::Spawn { .. }
+            | ProviderError::LockDown { .. }
+            | ProviderError::Unavailable { .. } => (HealthState::Unavailable, None),
             ProviderError::Upstream { .. }
             | ProviderError::Timeout { .. }
             | ProviderError::Crashed { .. } => (HealthState::Degraded, None),

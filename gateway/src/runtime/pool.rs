@@ -494,7 +494,9 @@ impl Pool {
                 // that dies at once cannot turn every request into a spawn storm.
                 if matches!(
                     e,
-                    ProviderError::Crashed { .. } | ProviderError::Spawn { .. }
+                    ProviderError::Crashed { .. }
+                        | ProviderError::Spawn { .. }
+                        | ProviderError::LockDown { .. }
                 ) {
                     self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                 }

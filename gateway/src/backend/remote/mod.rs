@@ -148,6 +148,7 @@ fn worth_another_worker(e: &ProviderError) -> bool {
             | ProviderError::NotLoggedIn { .. }
             | ProviderError::Unavailable { .. }
             | ProviderError::Spawn { .. }
+            | ProviderError::LockDown { .. }
     )
 }
 

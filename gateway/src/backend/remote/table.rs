@@ -231,7 +231,9 @@ impl WorkerTable {
                     s.health = HealthState::NotLoggedIn;
                 }
             }
-            ProviderError::Unavailable { .. } | ProviderError::Spawn { .. } => {
+            ProviderError::Unavailable { .. }
+            | ProviderError::Spawn { .. }
+            | ProviderError::LockDown { .. } => {
                 if let Some(s) = inner
                     .workers
                     .get_mut(&lease.url)
