@@ -308,8 +308,14 @@ part_helm() {
   local ns=helm-test rel=hub
   kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null 2>&1
   check "no CRDs before the install" gone crd llmproviders.llm-mcp-hub.dev
-  check "helm install $rel charts/llm-mcp-hub --namespace $ns --create-namespace" \
-    helm install "$rel" "$CHART" --namespace "$ns" --create-namespace
+  # The default install serves its own namespace, with its permissions bound only there.
+  check "default values: a RoleBinding in $ns, no ClusterRoleBinding, the operator told $ns" bash -c "
+    out=\$(helm template $rel $CHART --namespace $ns) &&
+    ! grep -q '^kind: ClusterRoleBinding' <<<\"\$out\" &&
+    grep -A3 '^kind: RoleBinding' <<<\"\$out\" | grep -q '^  name: $rel-operator\$' &&
+    grep -A1 'name: LLM_MCP_HUB_WATCH_NAMESPACE' <<<\"\$out\" | grep -q 'value: \"$ns\"'"
+  check "helm install $rel charts/llm-mcp-hub --namespace $ns --create-namespace --set operator.watchAllNamespaces=true" \
+    helm install "$rel" "$CHART" --namespace "$ns" --create-namespace --set operator.watchAllNamespaces=true
   release_objects "$rel" "$ns" >"$WORK/release1"
   check "CRDs installed by helm and Established" kubectl wait --for=condition=Established --timeout=60s \
     crd/llmproviders.llm-mcp-hub.dev crd/hubgateways.llm-mcp-hub.dev
@@ -319,11 +325,14 @@ part_helm() {
     kubectl get -n $ns role/$rel-operator-leader-election rolebinding/$rel-operator-leader-election serviceaccount/$rel-operator >/dev/null"
   check "operator Deployment with 1 replica" \
     test "$(kubectl get deploy "$rel-operator" -n "$ns" -o jsonpath='{.spec.replicas}')" = 1
+  check "watchAllNamespaces: no namespace given to the operator" test -z "$(kubectl get deploy "$rel-operator" -n "$ns" \
+    -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="LLM_MCP_HUB_WATCH_NAMESPACE")].value}')"
 
   # Other values: two replicas, one watched namespace (a RoleBinding replaces the
   # ClusterRoleBinding), and the optional HubGateway and LLMProviders.
   check "helm upgrade with ci-values.yaml and operator.watchNamespace=$ns" \
-    helm upgrade "$rel" "$CHART" --namespace "$ns" -f "$CHART/ci-values.yaml" --set operator.watchNamespace="$ns"
+    helm upgrade "$rel" "$CHART" --namespace "$ns" -f "$CHART/ci-values.yaml" --set operator.watchNamespace="$ns" \
+      --set operator.watchAllNamespaces=false
   release_objects "$rel" "$ns" >"$WORK/release2"
   check "every object of the upgraded release exists ($(wc -l <"$WORK/release2") objects)" all_exist "$WORK/release2"
   check "operator Deployment scaled to 2" \
@@ -480,8 +489,9 @@ part_operator() {
   section "the operator as a process, with the chart's ServiceAccount"
   : "${LLM_MCP_HUB_OPERATOR_BIN:?set LLM_MCP_HUB_OPERATOR_BIN to the llm-mcp-hub-operator binary}"
   kubectl delete namespace "$APP_NS" --ignore-not-found --wait=true >/dev/null 2>&1
-  check "helm install $OP_REL charts/llm-mcp-hub --namespace $OP_NS --create-namespace" \
-    helm install "$OP_REL" "$CHART" --namespace "$OP_NS" --create-namespace
+  # Cluster-wide: the operator serves $APP_NS, not its own namespace.
+  check "helm install $OP_REL charts/llm-mcp-hub --namespace $OP_NS --create-namespace --set operator.watchAllNamespaces=true" \
+    helm install "$OP_REL" "$CHART" --namespace "$OP_NS" --create-namespace --set operator.watchAllNamespaces=true
   local sa="$OP_REL-operator"
   check "a token for ServiceAccount $OP_NS/$sa" sa_kubeconfig "$OP_NS" "$sa" "$WORK/operator.kubeconfig"
 

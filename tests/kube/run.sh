@@ -40,7 +40,9 @@ echo "== checks.sh took $((SECONDS - t2))s"
 
 # e2e_cluster runs its controllers with the token of the chart's operator ServiceAccount.
 t3=$SECONDS
-helm install e2e charts/llm-mcp-hub --namespace llm-mcp-hub-e2e --create-namespace >/dev/null
+# Cluster-wide: the tests make their own namespaces.
+helm install e2e charts/llm-mcp-hub --namespace llm-mcp-hub-e2e --create-namespace \
+  --set operator.watchAllNamespaces=true >/dev/null
 LLM_MCP_HUB_E2E_CLUSTER=1 LLM_MCP_HUB_E2E_OPERATOR_SA=llm-mcp-hub-e2e/e2e-operator \
   cargo test -p llm-mcp-hub-operator --test e2e_cluster -- --nocapture || rc=1
 echo "== e2e_cluster took $((SECONDS - t3))s"

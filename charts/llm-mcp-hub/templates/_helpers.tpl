@@ -23,3 +23,17 @@ app.kubernetes.io/name: llm-mcp-hub
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
+
+{{/*
+The namespace the operator watches: operator.watchNamespace, else the release's own; empty when
+operator.watchAllNamespaces asks for every namespace.
+*/}}
+{{- define "llm-mcp-hub.watchNamespace" -}}
+{{- if .Values.operator.watchAllNamespaces -}}
+{{- if .Values.operator.watchNamespace -}}
+{{- fail "operator.watchNamespace and operator.watchAllNamespaces exclude each other: set one" -}}
+{{- end -}}
+{{- else -}}
+{{- .Values.operator.watchNamespace | default .Release.Namespace -}}
+{{- end -}}
+{{- end }}
