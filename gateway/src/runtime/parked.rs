@@ -251,12 +251,20 @@ impl Parking {
     ) -> Option<(ParkedTurn, HashMap<String, String>)> {
         let id = park_named(messages)?;
         let mut turns = self.turns.lock().expect("parking lock");
-        let turn = turns.get(id)?;
+        let turn = turns.get_mut(id)?;
         if turn.owner != owner {
             return None;
         }
         let results = results_for(messages, &turn.calls)?;
         let turn = turns.remove(id).expect("present");
+        drop(turns);
+        let mut turn = turn;
+        // A process that died while it waited cannot continue: the follow-up is answered
+        // afresh instead of failing.
+        if !turn.process.is_alive() {
+            tracing::debug!(park = %id, "the process parked on tool calls is gone; answering afresh");
+            return None;
+        }
         Some((turn, results))
     }
 

@@ -22,8 +22,10 @@ async fn chat(hub: &Hub, key: &str, body: Value) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}\nhub log:\n{}", hub.log());
+    body
 }
 
 fn continuations(metrics: &str, how: &str) -> u64 {
@@ -80,4 +82,61 @@ async fn only_the_key_that_started_a_turn_continues_its_parked_process() {
         "tool result: sunny (alice)"
     );
     assert_eq!(continuations(&hub.metrics().await, "parked"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_process_that_died_is_answered_afresh() {
+    let mut opts = HubOptions::claude_only("warm_processes = 0");
+    opts.top = api_key_entry("alice", ALICE, None);
+    let hub = Hub::start_with(opts).await;
+    let messages = vec![user(
+        "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Lima\"}]]",
+    )];
+    let first = chat(
+        &hub,
+        ALICE,
+        json!({"model": "claude", "messages": messages, "tools": tools()}),
+    )
+    .await;
+    let call = first["choices"][0]["message"]["tool_calls"][0].clone();
+    assert_eq!(call["function"]["name"], "get_weather", "{first}");
+    // The only CLI is the one waiting on the call.
+    let pids = hub.cli_pids();
+    assert!(!pids.is_empty());
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // Dead: gone, or a zombie the hub has not reaped yet.
+    let dead = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !pids.iter().all(|p| dead(*p)) {
+        assert!(std::time::Instant::now() < deadline, "the CLI did not die");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let answer = chat(
+        &hub,
+        ALICE,
+        json!({"model": "claude", "tools": tools(), "messages": [
+            messages[0].clone(),
+            first["choices"][0]["message"].clone(),
+            {"role": "tool", "tool_call_id": call["id"], "content": "mist in Lima"},
+        ]}),
+    )
+    .await;
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("mist in Lima"), "{text}");
+    let metrics = hub.metrics().await;
+    assert_eq!(continuations(&metrics, "fresh"), 1, "{metrics}");
+    assert_eq!(continuations(&metrics, "parked"), 0, "{metrics}");
 }
