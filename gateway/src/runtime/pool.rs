@@ -230,241 +230,250 @@ impl Pool {
                 yield Err(e);
                 return;
             }
-            let resumed = match messages.last() {
-                Some(m) if m.role == Role::Tool => pool.parking.resume(&messages, &owner),
-                _ => None,
-            };
-            if messages.last().is_some_and(|m| m.role == Role::Tool) {
-                let how = if resumed.is_some() { "parked" } else { "fresh" };
-                pool.metrics.tool_continuations.with_label_values(&[&pool.name, how]).inc();
-            }
-            let (mut lease, mut answers, mut waiting) = match resumed {
-                Some((parked, results)) => match pool.acquire_permit().await {
-                    Ok(permit) => (
-                        Lease { pool: pool.clone(), process: Some(parked.process), permit: Some(permit) },
-                        Some(parked::Answers::new(parked.calls, results)),
-                        parked.waiting,
-                    ),
-                    Err(e) => {
-                        pool.finish_request(started, Err(&e));
-                        yield Err(e);
-                        return;
+            let brings_results = messages.last().is_some_and(|m| m.role == Role::Tool);
+            let mut resumed = if brings_results { pool.parking.resume(&messages, &owner) } else { None };
+            // At most twice: a parked process that turns out dead before it said anything is
+            // replaced by a fresh one (it may die, or be still exiting, when it is taken).
+            loop {
+                let resuming = resumed.is_some();
+                let (mut lease, mut answers, mut waiting) = match resumed.take() {
+                    Some((parked, results)) => match pool.acquire_permit().await {
+                        Ok(permit) => (
+                            Lease { pool: pool.clone(), process: Some(parked.process), permit: Some(permit) },
+                            Some(parked::Answers::new(parked.calls, results)),
+                            parked.waiting,
+                        ),
+                        Err(e) => {
+                            pool.finish_request(started, Err(&e));
+                            yield Err(e);
+                            return;
+                        }
+                    },
+                    None => match pool.acquire(&profile).await {
+                        Ok(lease) => (lease, None, Vec::new()),
+                        Err(e) => {
+                            pool.finish_request(started, Err(&e));
+                            yield Err(e);
+                            return;
+                        }
+                    },
+                };
+                let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
+                let mode = pool.mode();
+                let adapter = pool.launcher.adapter;
+                let tools = profile.tools.clone();
+                let mut first_token = true;
+                // Tool calls of the model message being streamed, by block index.
+                let mut calls: std::collections::BTreeMap<u32, (String, String, String)> = Default::default();
+                let outcome: Result<TurnEnd, ProviderError> = 'turn: {
+                    let process = lease.process.as_mut().expect("lease holds a process");
+                    let resuming = answers.is_some();
+                    if let Some(results) = answers.as_mut() {
+                        // The requests the CLI made before it was parked; later ones are answered
+                        // as they come.
+                        for w in std::mem::take(&mut waiting) {
+                            let text = results.take(&w).unwrap_or_else(|| MISSING_RESULT.to_string());
+                            if let Err(e) = process.answer_tool_call(&w.request_id, &w.rpc_id, &text).await {
+                                break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
+                            }
+                        }
+                    } else {
+                        process.drain_events();
+                        let input = adapter.encode_turn(&messages);
+                        if let Err(e) = process.write(&input, mode == ProcessMode::OneShot).await {
+                            break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
+                        }
                     }
-                },
-                None => match pool.acquire(&profile).await {
-                    Ok(lease) => (lease, None, Vec::new()),
-                    Err(e) => {
-                        pool.finish_request(started, Err(&e));
-                        yield Err(e);
-                        return;
-                    }
-                },
-            };
-            let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
-            let mode = pool.mode();
-            let adapter = pool.launcher.adapter;
-            let tools = profile.tools.clone();
-            let mut first_token = true;
-            // Tool calls of the model message being streamed, by block index.
-            let mut calls: std::collections::BTreeMap<u32, (String, String, String)> = Default::default();
-            let outcome: Result<TurnEnd, ProviderError> = 'turn: {
-                let process = lease.process.as_mut().expect("lease holds a process");
-                let resuming = answers.is_some();
-                if let Some(results) = answers.as_mut() {
-                    // The requests the CLI made before it was parked; later ones are answered
-                    // as they come.
-                    for w in std::mem::take(&mut waiting) {
-                        let text = results.take(&w).unwrap_or_else(|| MISSING_RESULT.to_string());
-                        if let Err(e) = process.answer_tool_call(&w.request_id, &w.rpc_id, &text).await {
-                            break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
-                        }
-                    }
-                } else {
-                    process.drain_events();
-                    let input = adapter.encode_turn(&messages);
-                    if let Err(e) = process.write(&input, mode == ProcessMode::OneShot).await {
-                        break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
-                    }
-                }
-                let mut saw_text = false;
-                let mut credential_checked = resuming || !adapter.reports_credential_source();
-                loop {
-                    let now = tokio::time::Instant::now();
-                    let silence_limit = now + pool.cfg.idle_timeout();
-                    let wait_until = deadline.min(silence_limit);
-                    let event = match timeout_at(wait_until, process.next_event()).await {
-                        Ok(event) => event,
-                        Err(_) => {
-                            let after = if wait_until == deadline {
-                                pool.cfg.request_timeout()
-                            } else {
-                                pool.cfg.idle_timeout()
-                            };
-                            break 'turn Err(ProviderError::Timeout { provider: pool.name.clone(), after });
-                        }
-                    };
-                    let cli = match event {
-                        Some(ProcessEvent::Cli(cli)) => cli,
-                        None | Some(ProcessEvent::Closed) => {
-                            let code = process.exit_code().await;
-                            let failure = adapter.classify_exit(code, &process.stderr_tail());
-                            if matches!(failure, Failure::Crashed(_)) {
-                                pool.metrics.crashes.with_label_values(&[&pool.name]).inc();
-                            }
-                            break 'turn Err(ProviderError::from_failure(&pool.name, failure));
-                        }
-                    };
-                    match cli {
-                        CliEvent::Started { api_key_source: Some(source), .. } if source != "none" => {
-                            break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(format!(
-                                "the CLI reports credential source '{source}', which would bill an API key"
-                            ))));
-                        }
-                        CliEvent::Started { session_id, api_key_source, .. } => {
-                            credential_checked |= api_key_source.as_deref() == Some("none");
-                            if session_id.is_some() {
-                                process.session_id = session_id;
-                            }
-                        }
-                        // Nothing is forwarded until the CLI said it runs on the OAuth login.
-                        CliEvent::TextDelta(_) | CliEvent::AssistantText(_) | CliEvent::Result(_)
-                            if !credential_checked =>
-                        {
-                            break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(
-                                "the CLI answered without first reporting its credential source".into(),
-                            )));
-                        }
-                        CliEvent::ConversationReset => {}
-                        CliEvent::ToolUseStart { index, id, name } => {
-                            // Only the client's tools are handed out; a call to anything else
-                            // is refused by the CLI itself and the model goes on.
-                            if let Some(name) = adapter.tool_name(&name)
-                                && tools.as_ref().is_some_and(|t| t.contains(name))
-                            {
-                                calls.insert(index, (id, name.to_string(), String::new()));
-                            }
-                        }
-                        CliEvent::ToolUse { id, name, arguments } => {
-                            if let Some(name) = adapter.tool_name(&name)
-                                && tools.as_ref().is_some_and(|t| t.contains(name))
-                            {
-                                let index = calls.keys().next_back().map_or(0, |i| i + 1);
-                                calls.insert(index, (id, name.to_string(), arguments));
-                            }
-                        }
-                        CliEvent::ToolUseArgs { index, json } => {
-                            if let Some(call) = calls.get_mut(&index) {
-                                call.2.push_str(&json);
-                            }
-                        }
-                        CliEvent::MessageEnd { stop_reason } => {
-                            if stop_reason.as_deref() == Some("tool_use") && !calls.is_empty() {
-                                break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
-                            }
-                            calls.clear();
-                        }
-                        CliEvent::ToolCallWaiting { request_id, rpc_id, tool_use_id, name, arguments } => {
-                            let waiting_call = Waiting { request_id, rpc_id, tool_use_id, name, arguments };
-                            match answers.as_mut().and_then(|a| a.take(&waiting_call)) {
-                                Some(text) => {
-                                    if let Err(e) = process.answer_tool_call(&waiting_call.request_id, &waiting_call.rpc_id, &text).await {
-                                        break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
-                                    }
-                                }
-                                None => {
-                                    // A call of the answer being handed out, answered by the
-                                    // client's next request. claude may ask for a call before
-                                    // its message ends (it starts read-only tools early), so
-                                    // its turn ends at the message's end; a CLI that announces
-                                    // no end (gemini) has announced all its calls by the time
-                                    // it makes the first.
-                                    waiting.push(waiting_call);
-                                    if !calls.is_empty() && !adapter.announces_message_end() {
-                                        break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
-                                    }
-                                }
-                            }
-                        }
-                        CliEvent::ToolServer { .. } | CliEvent::ControlRequest { .. } => {}
-                        // claude prints the deltas and then the whole message: forward the
-                        // message only when no delta came before it.
-                        CliEvent::AssistantText(_) if saw_text => {}
-                        CliEvent::TextDelta(text) | CliEvent::AssistantText(text) => {
-                            if text.is_empty() {
-                                continue;
-                            }
-                            saw_text = true;
-                            if first_token {
-                                first_token = false;
-                                pool.metrics.time_to_first_token.with_label_values(&[&pool.name])
-                                    .observe(started.elapsed().as_secs_f64());
-                            }
-                            yield Ok(ChatEvent::Delta(text));
-                        }
-                        CliEvent::Retrying { status: Some(401 | 403), .. } => {
-                            break 'turn Err(ProviderError::NotLoggedIn { provider: pool.name.clone() });
-                        }
-                        // A CLI that retries after text went out would send that text again;
-                        // what reached the client cannot be taken back, so the request fails.
-                        CliEvent::Retrying { .. } if saw_text => {
-                            break 'turn Err(ProviderError::Upstream {
-                                provider: pool.name.clone(),
-                                detail: "the model's stream broke off midway".into(),
-                            });
-                        }
-                        CliEvent::Retrying { attempt, status } => {
-                            if attempt > pool.cfg.max_upstream_retries {
-                                let detail = match status {
-                                    Some(s) => format!("the model server answered {s}, {attempt} attempts"),
-                                    None => format!("the model server is unreachable, {attempt} attempts"),
+                    let mut saw_text = false;
+                    let mut credential_checked = resuming || !adapter.reports_credential_source();
+                    loop {
+                        let now = tokio::time::Instant::now();
+                        let silence_limit = now + pool.cfg.idle_timeout();
+                        let wait_until = deadline.min(silence_limit);
+                        let event = match timeout_at(wait_until, process.next_event()).await {
+                            Ok(event) => event,
+                            Err(_) => {
+                                let after = if wait_until == deadline {
+                                    pool.cfg.request_timeout()
+                                } else {
+                                    pool.cfg.idle_timeout()
                                 };
-                                break 'turn Err(ProviderError::Upstream { provider: pool.name.clone(), detail });
+                                break 'turn Err(ProviderError::Timeout { provider: pool.name.clone(), after });
+                            }
+                        };
+                        let cli = match event {
+                            Some(ProcessEvent::Cli(cli)) => cli,
+                            None | Some(ProcessEvent::Closed) => {
+                                let code = process.exit_code().await;
+                                let failure = adapter.classify_exit(code, &process.stderr_tail());
+                                if matches!(failure, Failure::Crashed(_)) {
+                                    pool.metrics.crashes.with_label_values(&[&pool.name]).inc();
+                                }
+                                break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                            }
+                        };
+                        match cli {
+                            CliEvent::Started { api_key_source: Some(source), .. } if source != "none" => {
+                                break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(format!(
+                                    "the CLI reports credential source '{source}', which would bill an API key"
+                                ))));
+                            }
+                            CliEvent::Started { session_id, api_key_source, .. } => {
+                                credential_checked |= api_key_source.as_deref() == Some("none");
+                                if session_id.is_some() {
+                                    process.session_id = session_id;
+                                }
+                            }
+                            // Nothing is forwarded until the CLI said it runs on the OAuth login.
+                            CliEvent::TextDelta(_) | CliEvent::AssistantText(_) | CliEvent::Result(_)
+                                if !credential_checked =>
+                            {
+                                break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(
+                                    "the CLI answered without first reporting its credential source".into(),
+                                )));
+                            }
+                            CliEvent::ConversationReset => {}
+                            CliEvent::ToolUseStart { index, id, name } => {
+                                // Only the client's tools are handed out; a call to anything else
+                                // is refused by the CLI itself and the model goes on.
+                                if let Some(name) = adapter.tool_name(&name)
+                                    && tools.as_ref().is_some_and(|t| t.contains(name))
+                                {
+                                    calls.insert(index, (id, name.to_string(), String::new()));
+                                }
+                            }
+                            CliEvent::ToolUse { id, name, arguments } => {
+                                if let Some(name) = adapter.tool_name(&name)
+                                    && tools.as_ref().is_some_and(|t| t.contains(name))
+                                {
+                                    let index = calls.keys().next_back().map_or(0, |i| i + 1);
+                                    calls.insert(index, (id, name.to_string(), arguments));
+                                }
+                            }
+                            CliEvent::ToolUseArgs { index, json } => {
+                                if let Some(call) = calls.get_mut(&index) {
+                                    call.2.push_str(&json);
+                                }
+                            }
+                            CliEvent::MessageEnd { stop_reason } => {
+                                if stop_reason.as_deref() == Some("tool_use") && !calls.is_empty() {
+                                    break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
+                                }
+                                calls.clear();
+                            }
+                            CliEvent::ToolCallWaiting { request_id, rpc_id, tool_use_id, name, arguments } => {
+                                let waiting_call = Waiting { request_id, rpc_id, tool_use_id, name, arguments };
+                                match answers.as_mut().and_then(|a| a.take(&waiting_call)) {
+                                    Some(text) => {
+                                        if let Err(e) = process.answer_tool_call(&waiting_call.request_id, &waiting_call.rpc_id, &text).await {
+                                            break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
+                                        }
+                                    }
+                                    None => {
+                                        // A call of the answer being handed out, answered by the
+                                        // client's next request. claude may ask for a call before
+                                        // its message ends (it starts read-only tools early), so
+                                        // its turn ends at the message's end; a CLI that announces
+                                        // no end (gemini) has announced all its calls by the time
+                                        // it makes the first.
+                                        waiting.push(waiting_call);
+                                        if !calls.is_empty() && !adapter.announces_message_end() {
+                                            break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
+                                        }
+                                    }
+                                }
+                            }
+                            CliEvent::ToolServer { .. } | CliEvent::ControlRequest { .. } => {}
+                            // claude prints the deltas and then the whole message: forward the
+                            // message only when no delta came before it.
+                            CliEvent::AssistantText(_) if saw_text => {}
+                            CliEvent::TextDelta(text) | CliEvent::AssistantText(text) => {
+                                if text.is_empty() {
+                                    continue;
+                                }
+                                saw_text = true;
+                                if first_token {
+                                    first_token = false;
+                                    pool.metrics.time_to_first_token.with_label_values(&[&pool.name])
+                                        .observe(started.elapsed().as_secs_f64());
+                                }
+                                yield Ok(ChatEvent::Delta(text));
+                            }
+                            CliEvent::Retrying { status: Some(401 | 403), .. } => {
+                                break 'turn Err(ProviderError::NotLoggedIn { provider: pool.name.clone() });
+                            }
+                            // A CLI that retries after text went out would send that text again;
+                            // what reached the client cannot be taken back, so the request fails.
+                            CliEvent::Retrying { .. } if saw_text => {
+                                break 'turn Err(ProviderError::Upstream {
+                                    provider: pool.name.clone(),
+                                    detail: "the model's stream broke off midway".into(),
+                                });
+                            }
+                            CliEvent::Retrying { attempt, status } => {
+                                if attempt > pool.cfg.max_upstream_retries {
+                                    let detail = match status {
+                                        Some(s) => format!("the model server answered {s}, {attempt} attempts"),
+                                        None => format!("the model server is unreachable, {attempt} attempts"),
+                                    };
+                                    break 'turn Err(ProviderError::Upstream { provider: pool.name.clone(), detail });
+                                }
+                            }
+                            CliEvent::Failure(failure) => {
+                                break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                            }
+                            CliEvent::Result(result) if result.is_error => {
+                                let failure = Failure::from_status(result.api_status, &result.text);
+                                break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                            }
+                            CliEvent::Result(result) => {
+                                if !saw_text && !result.text.is_empty() {
+                                    yield Ok(ChatEvent::Delta(result.text));
+                                }
+                                break 'turn Ok(TurnEnd::Answered(result.usage));
                             }
                         }
-                        CliEvent::Failure(failure) => {
-                            break 'turn Err(ProviderError::from_failure(&pool.name, failure));
+                    }
+                };
+                if resuming && first_token && matches!(outcome, Err(ProviderError::Crashed { .. })) {
+                    tracing::debug!(provider = %pool.name, "the process parked on tool calls died; answering afresh");
+                    drop(lease);
+                    continue;
+                }
+                if brings_results {
+                    let how = if resuming { "parked" } else { "fresh" };
+                    pool.metrics.tool_continuations.with_label_values(&[&pool.name, how]).inc();
+                }
+                match outcome {
+                    Ok(TurnEnd::Answered(usage)) => {
+                        pool.finish_request(started, Ok(()));
+                        pool.clone().release(lease);
+                        yield Ok(ChatEvent::Done { usage });
+                    }
+                    Ok(TurnEnd::ToolCalls(made)) => {
+                        pool.finish_request(started, Ok(()));
+                        let (park, pending) = parked::name_calls(made);
+                        let handed: Vec<_> = pending.iter().map(|c| c.call.clone()).collect();
+                        // The process waits for the results without a concurrency slot.
+                        let process = lease.process.take().expect("lease holds a process");
+                        drop(lease);
+                        let evicted = pool.parking.park(park, process, owner.clone(), pending, waiting);
+                        for turn in evicted {
+                            pool.retire(turn.process, "tool_wait_evicted");
                         }
-                        CliEvent::Result(result) if result.is_error => {
-                            let failure = Failure::from_status(result.api_status, &result.text);
-                            break 'turn Err(ProviderError::from_failure(&pool.name, failure));
-                        }
-                        CliEvent::Result(result) => {
-                            if !saw_text && !result.text.is_empty() {
-                                yield Ok(ChatEvent::Delta(result.text));
-                            }
-                            break 'turn Ok(TurnEnd::Answered(result.usage));
-                        }
+                        pool.metrics.tool_calls.with_label_values(&[&pool.name]).inc_by(handed.len() as u64);
+                        pool.update_gauges();
+                        yield Ok(ChatEvent::ToolCalls(handed));
+                        yield Ok(ChatEvent::Done { usage: None });
+                    }
+                    Err(e) => {
+                        pool.finish_request(started, Err(&e));
+                        // The lease drops here and kills the process group.
+                        drop(lease);
+                        yield Err(e);
                     }
                 }
-            };
-            match outcome {
-                Ok(TurnEnd::Answered(usage)) => {
-                    pool.finish_request(started, Ok(()));
-                    pool.clone().release(lease);
-                    yield Ok(ChatEvent::Done { usage });
-                }
-                Ok(TurnEnd::ToolCalls(made)) => {
-                    pool.finish_request(started, Ok(()));
-                    let (park, pending) = parked::name_calls(made);
-                    let handed: Vec<_> = pending.iter().map(|c| c.call.clone()).collect();
-                    // The process waits for the results without a concurrency slot.
-                    let process = lease.process.take().expect("lease holds a process");
-                    drop(lease);
-                    let evicted = pool.parking.park(park, process, owner, pending, waiting);
-                    for turn in evicted {
-                        pool.retire(turn.process, "tool_wait_evicted");
-                    }
-                    pool.metrics.tool_calls.with_label_values(&[&pool.name]).inc_by(handed.len() as u64);
-                    pool.update_gauges();
-                    yield Ok(ChatEvent::ToolCalls(handed));
-                    yield Ok(ChatEvent::Done { usage: None });
-                }
-                Err(e) => {
-                    pool.finish_request(started, Err(&e));
-                    // The lease drops here and kills the process group.
-                    drop(lease);
-                    yield Err(e);
-                }
+                return;
             }
         })
     }

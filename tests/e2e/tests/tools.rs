@@ -86,6 +86,17 @@ async fn only_the_key_that_started_a_turn_continues_its_parked_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_parked_process_that_died_is_answered_afresh() {
+    parked_process_dies(true).await;
+}
+
+/// The follow-up arrives while the killed process is still exiting: it is taken from the park
+/// alive, fails before saying anything, and a fresh process answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parked_process_dying_as_its_results_arrive_is_answered_afresh() {
+    parked_process_dies(false).await;
+}
+
+async fn parked_process_dies(wait_until_dead: bool) {
     let mut opts = HubOptions::claude_only("warm_processes = 0");
     opts.top = api_key_entry("alice", ALICE, None);
     let hub = Hub::start_with(opts).await;
@@ -120,7 +131,7 @@ async fn a_parked_process_that_died_is_answered_afresh() {
         })
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !pids.iter().all(|p| dead(*p)) {
+    while wait_until_dead && !pids.iter().all(|p| dead(*p)) {
         assert!(std::time::Instant::now() < deadline, "the CLI did not die");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
