@@ -50,6 +50,14 @@ def run_tool(name: str, arguments: str) -> str:
     return f"12:00 in {args['city']}"
 
 
+@pytest.fixture(scope="module")
+def hub():
+    """A hub of this module's own: the session's ends usage-limited on claude (test_openai_sdk.py
+    provokes a 429 last), and these tests count continuations on its /metrics."""
+    with running_hub() as h:
+        yield h
+
+
 @pytest.fixture
 def client(hub):
     return OpenAI(base_url=hub.base_url + "/v1", api_key="unused-on-loopback", max_retries=0)
