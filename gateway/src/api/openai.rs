@@ -299,10 +299,7 @@ fn check_tool_pairs(messages: &[Message]) -> Result<(), ApiError> {
                 if let Some(ids) = open.take()
                     && !ids.is_empty()
                 {
-                    return Err(bad(format!(
-                        "An assistant message with 'tool_calls' must be followed by tool messages answering each call; missing: {}",
-                        ids.join(", ")
-                    )));
+                    return Err(unanswered(&ids));
                 }
                 if m.role == Role::Assistant && !m.tool_calls.is_empty() {
                     open = Some(m.tool_calls.iter().map(|c| c.id.as_str()).collect());
@@ -311,12 +308,19 @@ fn check_tool_pairs(messages: &[Message]) -> Result<(), ApiError> {
         }
     }
     match open {
-        Some(ids) if !ids.is_empty() => Err(bad(format!(
-            "An assistant message with 'tool_calls' must be followed by tool messages answering each call; missing: {}",
-            ids.join(", ")
-        ))),
+        Some(ids) if !ids.is_empty() => Err(unanswered(&ids)),
         _ => Ok(()),
     }
+}
+
+fn unanswered(ids: &[&str]) -> ApiError {
+    ApiError::bad_request(
+        format!(
+            "An assistant message with 'tool_calls' must be followed by tool messages answering each call; missing: {}",
+            ids.join(", ")
+        ),
+        Some("messages"),
+    )
 }
 
 fn content_text(content: Option<&Content>, index: usize) -> Result<String, ApiError> {

@@ -470,6 +470,25 @@ pub fn user(text: &str) -> Value {
     serde_json::json!({"role": "user", "content": text})
 }
 
+/// A client's function tool, `get_weather(city)`, as OpenAI's `tools` list.
+pub fn weather_tool() -> Value {
+    serde_json::json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+/// A user message the fake model answers by calling `get_weather(city)`, named as `provider`'s
+/// CLI names the client's tools to the model.
+pub fn asks_for_weather(provider: &str, city: &str) -> Value {
+    let prefix = if provider == "gemini" {
+        "mcp_hub_"
+    } else {
+        "mcp__hub__"
+    };
+    user(&format!(
+        "weather in {city}? [[tool:{prefix}get_weather:{{\"city\":\"{city}\"}}]]"
+    ))
+}
+
 /// A `[[api_keys]]` TOML entry for `key` (for `HubOptions::top`).
 pub fn api_key_entry(id: &str, key: &str, providers: Option<&[&str]>) -> String {
     use sha2::Digest;

@@ -287,8 +287,7 @@ async fn a_prompt_cannot_pull_in_files() {
 /// hub's MCP server, and only its tools may be allowed.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lock_down_holds_with_client_tools_offered() {
-    let tools = json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let tools = e2e::weather_tool();
     let hub = Hub::start_with(claude_only("warm_processes = 0")).await;
     prompts_cannot_pull_in_files(&hub, Some(&tools)).await;
     models_tool_calls_run_nothing(&hub, Some(&tools)).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2e::cluster::{Kind, Router, WORKER_TOKEN, Worker, WorkerSpec, static_entry};
 use e2e::redis::RedisServer;
-use e2e::{error_of, free_port, http_client, sse_data, user};
+use e2e::{asks_for_weather, error_of, free_port, http_client, sse_data, user, weather_tool};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -499,9 +499,13 @@ async fn worker_metric(worker: &Worker, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-fn weather_tool() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+/// A chat request through `router`, answered with 200; its JSON body.
+async fn answer_of(router: &Router, body: Value) -> Value {
+    let r = router.chat(body, None).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// The follow-up of a tool call, built as an OpenAI client builds it.
@@ -525,20 +529,12 @@ async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
 
     // Several agent loops, so the least-loaded choice alone would split the follow-ups.
     for round in 0..4 {
-        let messages = vec![user(&format!(
-            "weather {round}? [[tool:mcp__hub__get_weather:{{\"city\":\"Paris\"}}]]"
-        ))];
-        let first: Value = r1
-            .chat(
-                json!({"model": "claude", "messages": messages, "tools": weather_tool()}),
-                None,
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let messages = vec![asks_for_weather("claude", &format!("Paris {round}"))];
+        let first = answer_of(
+            &r1,
+            json!({"model": "claude", "messages": messages, "tools": weather_tool()}),
+        )
+        .await;
         assert_eq!(
             first["choices"][0]["finish_reason"], "tool_calls",
             "{first}"
@@ -560,20 +556,12 @@ async fn tool_results_reach_the_worker_holding_the_call_through_any_router() {
     assert_eq!(parked, 4.0, "every follow-up continued its parked process");
 
     // The worker holding a call dies: the follow-up is answered afresh by the other one.
-    let messages = vec![user(
-        "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Rome\"}]]",
-    )];
-    let first: Value = r1
-        .chat(
-            json!({"model": "claude", "messages": messages, "tools": weather_tool()}),
-            None,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let messages = vec![asks_for_weather("claude", "Rome")];
+    let first = answer_of(
+        &r1,
+        json!({"model": "claude", "messages": messages, "tools": weather_tool()}),
+    )
+    .await;
     let calls_seen = |w: &Worker| {
         w.fake
             .chat_requests()
@@ -611,20 +599,12 @@ async fn gemini_tool_calls_through_the_router_continue_on_the_worker() {
     let g = Worker::start(WorkerSpec::new(Kind::Gemini, "gemini", "g")).await;
     let router = Router::start("", &entries(&[&g])).await;
     router.wait_ready_workers("gemini", 1).await;
-    let messages = vec![user(
-        "weather? [[tool:mcp_hub_get_weather:{\"city\":\"Oslo\"}]]",
-    )];
-    let first: Value = router
-        .chat(
-            json!({"model": "gemini", "messages": messages, "tools": weather_tool()}),
-            None,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let messages = vec![asks_for_weather("gemini", "Oslo")];
+    let first = answer_of(
+        &router,
+        json!({"model": "gemini", "messages": messages, "tools": weather_tool()}),
+    )
+    .await;
     let call = &first["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather", "{first}");
     assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");

@@ -2,15 +2,41 @@
 //! that started it. Another key that sends the same call ids gets an answer of its own, from a
 //! fresh process, and the waiting process stays for its owner.
 
-use e2e::{Hub, HubOptions, api_key_entry, user};
+use e2e::{Hub, HubOptions, api_key_entry, asks_for_weather, weather_tool};
 use serde_json::{Value, json};
 
 const ALICE: &str = "lmh_alice_key_for_tools";
 const MALLORY: &str = "lmh_mallory_key_for_tools";
 
-fn tools() -> Value {
-    json!([{"type": "function", "function": {"name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+/// A turn of `key` that the model answers with one call of `get_weather(city)`, parked on it.
+struct ParkedCall {
+    user: Value,
+    answer: Value,
+}
+
+impl ParkedCall {
+    async fn start(hub: &Hub, key: &str, city: &str) -> ParkedCall {
+        let user = asks_for_weather("claude", city);
+        let answer = chat(
+            hub,
+            key,
+            json!({"model": "claude", "messages": [user], "tools": weather_tool()}),
+        )
+        .await;
+        let call = &answer["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather", "{answer}");
+        ParkedCall { user, answer }
+    }
+
+    /// The follow-up an OpenAI client sends: the conversation, the call, its `result`.
+    fn follow_up(&self, result: &str) -> Value {
+        let message = &self.answer["choices"][0]["message"];
+        json!({"model": "claude", "tools": weather_tool(), "messages": [
+            self.user,
+            message,
+            {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": result},
+        ]})
+    }
 }
 
 async fn chat(hub: &Hub, key: &str, body: Value) -> Value {
@@ -48,27 +74,10 @@ async fn only_the_key_that_started_a_turn_continues_its_parked_process() {
         api_key_entry("mallory", MALLORY, None)
     );
     let hub = Hub::start_with(opts).await;
-    let messages = vec![user(
-        "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Oslo\"}]]",
-    )];
-    let first = chat(
-        &hub,
-        ALICE,
-        json!({"model": "claude", "messages": messages, "tools": tools()}),
-    )
-    .await;
-    let call = first["choices"][0]["message"]["tool_calls"][0].clone();
-    assert_eq!(call["function"]["name"], "get_weather", "{first}");
-    let follow_up = |result: &str| {
-        json!({"model": "claude", "tools": tools(), "messages": [
-            messages[0].clone(),
-            first["choices"][0]["message"].clone(),
-            {"role": "tool", "tool_call_id": call["id"], "content": result},
-        ]})
-    };
+    let parked = ParkedCall::start(&hub, ALICE, "Oslo").await;
 
     // Another key with the same ids: answered, but not by alice's waiting process.
-    let stolen = chat(&hub, MALLORY, follow_up("sunny (mallory)")).await;
+    let stolen = chat(&hub, MALLORY, parked.follow_up("sunny (mallory)")).await;
     let text = stolen["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.contains("sunny (mallory)"), "{text}");
     let metrics = hub.metrics().await;
@@ -76,7 +85,7 @@ async fn only_the_key_that_started_a_turn_continues_its_parked_process() {
     assert_eq!(continuations(&metrics, "fresh"), 1, "{metrics}");
 
     // Alice's follow-up still finds her process.
-    let mine = chat(&hub, ALICE, follow_up("sunny (alice)")).await;
+    let mine = chat(&hub, ALICE, parked.follow_up("sunny (alice)")).await;
     assert_eq!(
         mine["choices"][0]["message"]["content"],
         "tool result: sunny (alice)"
@@ -100,17 +109,7 @@ async fn parked_process_dies(wait_until_dead: bool) {
     let mut opts = HubOptions::claude_only("warm_processes = 0");
     opts.top = api_key_entry("alice", ALICE, None);
     let hub = Hub::start_with(opts).await;
-    let messages = vec![user(
-        "weather? [[tool:mcp__hub__get_weather:{\"city\":\"Lima\"}]]",
-    )];
-    let first = chat(
-        &hub,
-        ALICE,
-        json!({"model": "claude", "messages": messages, "tools": tools()}),
-    )
-    .await;
-    let call = first["choices"][0]["message"]["tool_calls"][0].clone();
-    assert_eq!(call["function"]["name"], "get_weather", "{first}");
+    let parked = ParkedCall::start(&hub, ALICE, "Lima").await;
     // The only CLI is the one waiting on the call.
     let pids = hub.cli_pids();
     assert!(!pids.is_empty());
@@ -135,16 +134,7 @@ async fn parked_process_dies(wait_until_dead: bool) {
         assert!(std::time::Instant::now() < deadline, "the CLI did not die");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let answer = chat(
-        &hub,
-        ALICE,
-        json!({"model": "claude", "tools": tools(), "messages": [
-            messages[0].clone(),
-            first["choices"][0]["message"].clone(),
-            {"role": "tool", "tool_call_id": call["id"], "content": "mist in Lima"},
-        ]}),
-    )
-    .await;
+    let answer = chat(&hub, ALICE, parked.follow_up("mist in Lima")).await;
     let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.contains("mist in Lima"), "{text}");
     let metrics = hub.metrics().await;
