@@ -40,7 +40,9 @@ export async function startHub({ apiKey, gemini = false }) {
   mkdirSync(root, { recursive: true });
   const work = mkdtempSync(join(root, "hub-"));
 
-  const fake = spawn(join(BIN_DIR, "fake-models"), [], { stdio: ["ignore", "pipe", "inherit"] });
+  // gemini runs on its Google login against a fake Google (written to work/google; needs root).
+  const fakeArgs = gemini ? ["--google", join(work, "google"), "--gemini-cli", join(CLI_BIN, "gemini")] : [];
+  const fake = spawn(join(BIN_DIR, "fake-models"), fakeArgs, { stdio: ["ignore", "pipe", "inherit"] });
   const [line] = await once(createInterface({ input: fake.stdout }), "line");
   const fakes = Object.fromEntries(line.trim().split(/\s+/).map((part) => part.split(/=(.*)/s).slice(0, 2)));
 
@@ -48,14 +50,7 @@ export async function startHub({ apiKey, gemini = false }) {
   mkdirSync(bin);
   script(join(bin, "claude"), `#!/bin/sh\nexport ANTHROPIC_BASE_URL=${fakes.anthropic}\nexec ${join(CLI_BIN, "claude")} "$@"\n`);
   mkdirSync(join(work, "home"));
-  const geminiHome = join(work, "gemini-home");
-  if (gemini) {
-    script(join(bin, "gemini"),
-      `#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL=${fakes.gemini}\nexport GEMINI_API_KEY=test\nexec ${join(CLI_BIN, "gemini")} "$@"\n`);
-    // The fake server takes API-key auth; the hub's own system settings still switch every tool off.
-    mkdirSync(join(geminiHome, ".gemini"), { recursive: true });
-    writeFileSync(join(geminiHome, ".gemini", "settings.json"), '{"security":{"auth":{"selectedType":"gemini-api-key"}}}');
-  }
+  const geminiHome = gemini ? fakes["gemini-home"] : join(work, "gemini-home");
 
   const port = await freePort();
   const sha256 = createHash("sha256").update(apiKey).digest("hex");
@@ -65,7 +60,7 @@ export async function startHub({ apiKey, gemini = false }) {
     `[[api_keys]]\nid = "node"\nsha256 = "${sha256}"\n` +
     `[providers.claude]\nkind = "claude"\ncommand = "${join(bin, "claude")}"\n` +
     (gemini
-      ? `[providers.gemini]\nkind = "gemini"\ncommand = "${join(bin, "gemini")}"\n`
+      ? `[providers.gemini]\nkind = "gemini"\ncommand = "${fakes["gemini-cli"]}"\n`
       : `[providers.gemini]\nkind = "gemini"\nenabled = false\n`));
   const logPath = join(work, "hub.log");
   const logFd = openSync(logPath, "w");

@@ -107,7 +107,9 @@ def running_hub(top: str = "", gemini: bool = True, claude: str = ""):
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="hub-", dir=root))
 
-    fake = subprocess.Popen([BIN_DIR / "fake-models"], stdout=subprocess.PIPE, text=True)
+    # gemini runs on its Google login against a fake Google (written to work/google; needs root).
+    google = ["--google", work / "google", "--gemini-cli", CLI_BIN / "gemini"] if gemini else []
+    fake = subprocess.Popen([BIN_DIR / "fake-models", *google], stdout=subprocess.PIPE, text=True)
     line = fake.stdout.readline().split()
     fakes = dict(part.split("=", 1) for part in line)
 
@@ -115,18 +117,12 @@ def running_hub(top: str = "", gemini: bool = True, claude: str = ""):
     bin_dir.mkdir()
     write_script(bin_dir / "claude",
                  f"#!/bin/sh\nexport ANTHROPIC_BASE_URL={fakes['anthropic']}\nexec {CLI_BIN / 'claude'} \"$@\"\n")
-    write_script(bin_dir / "gemini",
-                 f"#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL={fakes['gemini']}\nexport GEMINI_API_KEY=test\n"
-                 f"exec {CLI_BIN / 'gemini'} \"$@\"\n")
-    gemini_home = work / "gemini-home"
-    (gemini_home / ".gemini").mkdir(parents=True)
-    (gemini_home / ".gemini" / "settings.json").write_text(
-        '{"security":{"auth":{"selectedType":"gemini-api-key"}}}')
+    gemini_home = Path(fakes["gemini-home"]) if gemini else work / "gemini-home"
     (work / "home").mkdir()
 
     port = free_port()
     config = work / "hub.toml"
-    gemini_provider = (f'[providers.gemini]\nkind = "gemini"\ncommand = "{bin_dir / "gemini"}"\n' if gemini
+    gemini_provider = (f'[providers.gemini]\nkind = "gemini"\ncommand = "{fakes["gemini-cli"]}"\n' if gemini
                        else '[providers.gemini]\nkind = "gemini"\nenabled = false\n')
     config.write_text(
         f'listen = "127.0.0.1:{port}"\nscratch_dir = "{work / "scratch"}"\n{top}'

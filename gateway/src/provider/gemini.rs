@@ -14,8 +14,9 @@ use super::{
 
 pub struct Gemini;
 
-/// Inherited variables gemini may see (none beyond the common list: its home is private).
-const ALLOWED_ENV: &[&str] = &[];
+/// Inherited variables gemini may see beyond the common list: the Google Cloud project a
+/// Workspace (Standard/Enterprise) account's Code Assist needs; a personal account needs none.
+const ALLOWED_ENV: &[&str] = &["GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_PROJECT_ID"];
 
 /// The login files a private home links to. Everything else gemini writes there (chat
 /// recordings of every conversation, project lists, temp files) dies with the process.
@@ -25,9 +26,13 @@ const LOGIN_FILES: &[&str] = &[
     "installation_id",
 ];
 
-/// The user's settings file. Only its login choice is carried into the private home: the rest
-/// can run commands (a tool discovery command ran from it, measured) or add tools.
+/// The private home's user settings: only the login type. The user's own file is never read:
+/// it can run commands (a tool discovery command ran from it, measured), add tools, or pick a
+/// metered login.
 const USER_SETTINGS: &str = "settings.json";
+
+/// gemini's "Login with Google": the subscription, the only login the hub runs gemini on.
+const GOOGLE_LOGIN: &str = "oauth-personal";
 
 /// The system-level settings file the hub writes per process. System settings override the
 /// user's own, so no user file can bring tools or MCP servers back.
@@ -64,7 +69,13 @@ impl Adapter for Gemini {
         // System settings override the user's: no core tools, no MCP server, no telemetry, and
         // no GEMINI.md "memory" from the directories above the scratch dir (gemini otherwise
         // walks up to the first `.git` and sends every GEMINI.md it meets to the model).
+        //
+        // The login is Google's (the subscription), selected and enforced here: an API key, Vertex
+        // AI or ADC selected in the user's settings or `.env` never applies (gemini exits 41,
+        // "not logged in", when the Google login is missing). `useExternal` would skip the check.
         let mut settings = json!({
+            "security": {"auth": {"selectedType": GOOGLE_LOGIN, "enforcedType": GOOGLE_LOGIN,
+                                  "useExternal": false}},
             "tools": {"core": []},
             "mcp": {"allowed": []},
             "context": {"memoryBoundaryMarkers": []},
@@ -132,15 +143,10 @@ impl Adapter for Gemini {
             (Path::new(".gemini").join(".env"), String::new()),
             (PathBuf::from(".env"), String::new()),
         ];
-        if let Some(home) = &user_home {
-            let user = std::fs::read_to_string(Path::new(home).join(".gemini").join(USER_SETTINGS));
-            if let Ok(login) = user.as_deref().map(login_settings) {
-                files.push((
-                    Path::new(PRIVATE_HOME).join(".gemini").join(USER_SETTINGS),
-                    login.to_string(),
-                ));
-            }
-        }
+        files.push((
+            Path::new(PRIVATE_HOME).join(".gemini").join(USER_SETTINGS),
+            json!({"security": {"auth": {"selectedType": GOOGLE_LOGIN}}}).to_string(),
+        ));
         LaunchSpec {
             args: vec![
                 "--output-format=stream-json".into(),
@@ -192,20 +198,6 @@ impl Adapter for Gemini {
             None => Failure::Crashed(format!("gemini killed by a signal: {stderr_tail}")),
         }
     }
-}
-
-/// The part of the user's settings a private home keeps: how they log in (`security.auth`, or
-/// the older top-level `selectedAuthType`). Unreadable JSON keeps nothing.
-pub fn login_settings(user_settings: &str) -> Value {
-    let user: Value = serde_json::from_str(user_settings).unwrap_or(Value::Null);
-    let mut kept = serde_json::Map::new();
-    if let Some(auth) = user.pointer("/security/auth") {
-        kept.insert("security".into(), json!({"auth": auth}));
-    }
-    if let Some(legacy) = user.get("selectedAuthType") {
-        kept.insert("selectedAuthType".into(), legacy.clone());
-    }
-    Value::Object(kept)
 }
 
 /// Parses one stream-json line of gemini's stdout.
@@ -356,20 +348,38 @@ mod tests {
     }
 
     #[test]
-    fn only_the_login_choice_of_the_users_settings_is_kept() {
-        let user = json!({
-            "security": {"auth": {"selectedType": "oauth-personal"}, "folderTrust": {"enabled": false}},
-            "selectedAuthType": "oauth-personal",
-            "tools": {"discoveryCommand": "sh -c evil", "core": ["ShellTool"]},
-            "mcpServers": {"x": {"command": "sh"}},
-            "hooks": {"BeforeTool": []},
-        });
-        assert_eq!(
-            login_settings(&user.to_string()),
-            json!({"security": {"auth": {"selectedType": "oauth-personal"}},
-                   "selectedAuthType": "oauth-personal"})
+    fn the_google_login_is_selected_and_enforced_whatever_the_user_chose() {
+        let spec = Gemini.launch(
+            &LaunchProfile {
+                model: "gemini-2.5-pro".into(),
+                system: None,
+                tools: None,
+            },
+            Path::new("/scratch"),
+            &|name| (name == "HOME").then(|| "/home/u".to_string()),
+            None,
         );
-        assert_eq!(login_settings("not json"), json!({}));
+        let settings: Value = serde_json::from_str(&spec.files[0].1).unwrap();
+        assert_eq!(
+            settings["security"]["auth"],
+            json!({"selectedType": "oauth-personal", "enforcedType": "oauth-personal",
+                   "useExternal": false})
+        );
+        let home_settings = spec
+            .files
+            .iter()
+            .find(|(path, _)| path == Path::new("home/.gemini/settings.json"))
+            .map(|(_, text)| serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(
+            home_settings,
+            Some(json!({"security": {"auth": {"selectedType": "oauth-personal"}}}))
+        );
+        // The user's settings file is never linked (it may hold commands or another login).
+        assert!(
+            spec.links
+                .iter()
+                .all(|(_, to)| !to.ends_with("settings.json"))
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fake_models::FakeServer;
+use fake_models::{FakeServer, TokenState};
 use serde_json::{Value, json};
 
 use client::{chat_stream, http_client};
@@ -217,16 +217,18 @@ impl Env {
             [
                 (
                     "GEMINI_CLI_HOME",
-                    self.work.join("gemini-home-direct").display().to_string(),
+                    self.work
+                        .join("direct-login/gemini-home")
+                        .display()
+                        .to_string(),
                 ),
-                ("GOOGLE_GEMINI_BASE_URL", self.gemini.base_url.clone()),
-                ("GEMINI_API_KEY", "test".into()),
                 ("GEMINI_CLI_TRUST_WORKSPACE", "true".into()),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
         CliSpec {
-            program: self.clis.join("gemini"),
+            // The same wrapper as the hub's: gemini on its Google login against the fake Google.
+            program: self.gemini_wrapper.clone(),
             args: ["-o", "stream-json", "-m", "gemini-2.5-flash"]
                 .map(String::from)
                 .to_vec(),
@@ -328,7 +330,8 @@ async fn main() -> anyhow::Result<()> {
     let work = work.canonicalize()?;
 
     let anthropic = FakeServer::anthropic().await;
-    let gemini = FakeServer::gemini().await;
+    // gemini on its Google login (as the hub runs it), against a fake Google: needs root.
+    let gemini = FakeServer::google(&work.join("google")).await?;
 
     // The hub strips ANTHROPIC_BASE_URL and API keys from a CLI's environment, so wrappers
     // point the real CLIs at the fake servers (as the end-to-end tests do).
@@ -343,31 +346,19 @@ async fn main() -> anyhow::Result<()> {
             clis.join("claude").display()
         ),
     )?;
-    let gemini_wrapper = bin.join("gemini");
-    write_script(
-        &gemini_wrapper,
-        &format!(
-            "#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL={}\nexport GEMINI_API_KEY=test\nexec {} \"$@\"\n",
-            gemini.base_url,
-            clis.join("gemini").display()
-        ),
+    let gemini_wrapper = gemini
+        .gemini_login(&clis.join("gemini"), &work, TokenState::Fresh)
+        .cli;
+    // The direct runs get a login of their own and the hub's lock-down in their user file.
+    let direct = gemini.gemini_login(
+        &clis.join("gemini"),
+        &work.join("direct-login"),
+        TokenState::Fresh,
+    );
+    std::fs::write(
+        direct.home.join(".gemini/settings.json"),
+        r#"{"security":{"auth":{"selectedType":"oauth-personal"}},"tools":{"core":[]},"mcp":{"allowed":[]}}"#,
     )?;
-    // gemini's user settings: API-key auth for the fake server. The hub adds its own system
-    // settings (no tools, no MCP); the direct runs get the same lock-down in the user file.
-    for (dir, settings) in [
-        (
-            "gemini-home",
-            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
-        ),
-        (
-            "gemini-home-direct",
-            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}},"tools":{"core":[]},"mcp":{"allowed":[]}}"#,
-        ),
-    ] {
-        let d = work.join(dir).join(".gemini");
-        std::fs::create_dir_all(&d)?;
-        std::fs::write(d.join("settings.json"), settings)?;
-    }
     for d in ["home", "home-direct", "direct"] {
         std::fs::create_dir_all(work.join(d))?;
     }

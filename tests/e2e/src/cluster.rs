@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fake_models::FakeServer;
+use fake_models::{FakeServer, TokenState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -79,12 +79,13 @@ pub struct Worker {
 
 impl Worker {
     pub async fn start(spec: WorkerSpec) -> Worker {
-        let fake = match spec.kind {
-            Kind::Claude => FakeServer::anthropic().await,
-            Kind::Gemini => FakeServer::gemini().await,
-        };
         let dir = private_dir();
         let root = dir.path();
+        let fake = match spec.kind {
+            Kind::Claude => FakeServer::anthropic().await,
+            // gemini on its Google login, as a worker pod runs it.
+            Kind::Gemini => crate::google(root).await,
+        };
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let home = root.join("home");
@@ -99,21 +100,15 @@ impl Worker {
                 fake.base_url,
                 clis.join("claude").display()
             ),
-            Kind::Gemini => format!(
-                "#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL={}\nexport GEMINI_API_KEY=test\nexec {} \"$@\"\n",
-                fake.base_url,
-                clis.join("gemini").display()
-            ),
+            Kind::Gemini => {
+                let login = fake.gemini_login(&clis.join("gemini"), root, TokenState::Fresh);
+                format!("#!/bin/sh\nexec {} \"$@\"\n", login.cli.display())
+            }
         };
         let command = bin.join(spec.kind.as_str());
         write_script(&command, &wrapper);
         let gemini_home = root.join("gemini-home");
         std::fs::create_dir_all(gemini_home.join(".gemini")).unwrap();
-        std::fs::write(
-            gemini_home.join(".gemini/settings.json"),
-            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
-        )
-        .unwrap();
         let token_file = root.join("worker-token");
         std::fs::write(&token_file, format!("{WORKER_TOKEN}\n")).unwrap();
         let port = spec.port.unwrap_or_else(free_port);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fake_models::FakeServer;
+use fake_models::{FakeServer, TokenState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -31,6 +31,13 @@ pub fn cli_bin_dir() -> PathBuf {
         "the pinned CLIs are missing: run `npm ci --prefix tests/cli` (scripts/test does it)"
     );
     dir.canonicalize().expect("CLI dir")
+}
+
+/// A fake Google for gemini's login in `dir` (see `fake_models::FakeServer::google`).
+pub async fn google(dir: &Path) -> FakeServer {
+    FakeServer::google(&dir.join("google"))
+        .await
+        .unwrap_or_else(|e| panic!("start the fake Google: {e}"))
 }
 
 /// The target directory of this build (`target/debug`).
@@ -120,6 +127,13 @@ pub struct HubOptions {
     /// A shell filter the claude wrapper pipes the CLI's stdout through (to imitate a version
     /// that prints other lines).
     pub claude_stdout_filter: Option<String>,
+    /// Whether gemini's login starts with a valid access token or one it must refresh.
+    pub gemini_token: TokenState,
+    /// Shell lines the gemini wrapper runs before the CLI (to imitate an environment the CLI
+    /// would otherwise see).
+    pub gemini_prelude: Option<String>,
+    /// Variables added to the hub's own environment.
+    pub hub_env: Vec<(String, String)>,
 }
 
 impl HubOptions {
@@ -168,10 +182,16 @@ impl Hub {
 
     pub async fn start_with(opts: HubOptions) -> Hub {
         let anthropic = FakeServer::anthropic().await;
-        let gemini = FakeServer::gemini().await;
         let dir = private_dir();
         let root = dir.path();
         let clis = cli_bin_dir();
+        // gemini runs on its Google login, as in production, against a fake Google (which
+        // needs root; claude-only hubs do without it).
+        let gemini = if opts.no_gemini {
+            FakeServer::gemini().await
+        } else {
+            google(root).await
+        };
 
         // Wrappers point the real CLIs at the fake servers. Only a test does this: the hub
         // itself strips ANTHROPIC_BASE_URL and every API key from the CLI's environment.
@@ -188,23 +208,20 @@ impl Hub {
                 anthropic.base_url,
             ),
         );
-        write_script(
-            &bin.join("gemini"),
-            &format!(
-                "#!/bin/sh\nexport GOOGLE_GEMINI_BASE_URL={}\nexport GEMINI_API_KEY=test\nexec {} \"$@\"\n",
-                gemini.base_url,
-                clis.join("gemini").display()
-            ),
-        );
-        // Gemini's user settings select API-key auth for the fake server; the hub's own
-        // system settings still switch every tool off.
-        let gemini_home = root.join("gemini-home");
-        std::fs::create_dir_all(gemini_home.join(".gemini")).unwrap();
-        std::fs::write(
-            gemini_home.join(".gemini/settings.json"),
-            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
-        )
-        .unwrap();
+        let gemini_home = if opts.no_gemini {
+            root.join("gemini-home")
+        } else {
+            let login = gemini.gemini_login(&clis.join("gemini"), root, opts.gemini_token);
+            let prelude = opts.gemini_prelude.as_deref().unwrap_or_default();
+            write_script(
+                &bin.join("gemini"),
+                &format!(
+                    "#!/bin/sh\n{prelude}\nexec {} \"$@\"\n",
+                    login.cli.display()
+                ),
+            );
+            login.home
+        };
         let home = root.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let scratch = opts
@@ -254,6 +271,7 @@ impl Hub {
             .env("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
             .env("OPENAI_API_KEY", "sk-must-not-leak")
             .env("RUST_LOG", "info,llm_mcp_hub=debug")
+            .envs(opts.hub_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

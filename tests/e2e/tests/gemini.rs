@@ -1,6 +1,9 @@
-//! The real `gemini` CLI behind the hub, against the fake Gemini API.
+//! The real `gemini` CLI behind the hub, on its Google login (as in production), against a
+//! fake Google: token info and refresh, user info and the Code Assist API (see
+//! `fake_models::FakeServer::google`).
 
 use e2e::{Hub, HubOptions, sse_data, user};
+use fake_models::{FAKE_PROJECT, FakeServer, TokenState};
 use serde_json::{Value, json};
 
 fn gemini_only(gemini: &str) -> HubOptions {
@@ -173,8 +176,6 @@ async fn conversations_are_not_recorded_in_the_users_gemini_home() {
         found.is_empty(),
         "the conversation was written to {found:?}"
     );
-    // The private home reached the user's settings through its link: API-key auth for the
-    // fake server was selected there, and the request succeeded.
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -391,4 +392,132 @@ async fn a_dotenv_file_above_the_scratch_dir_is_not_loaded() {
             req.headers
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gemini_runs_only_on_the_google_login() {
+    // The metered ways in: the user's settings select an API key, and the CLI's environment
+    // holds keys and an endpoint (set by the wrapper, after the hub: the hub strips them itself).
+    let metered = FakeServer::gemini().await;
+    let hub = Hub::start_with(HubOptions {
+        gemini_prelude: Some(format!(
+            "export GEMINI_API_KEY=env-key-must-not-be-used GOOGLE_API_KEY=env-key-must-not-be-used \
+             GOOGLE_GEMINI_BASE_URL={}",
+            metered.base_url
+        )),
+        ..gemini_only("warm_processes = 0")
+    })
+    .await;
+    std::fs::write(
+        hub.gemini_home.join(".gemini/settings.json"),
+        r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
+    )
+    .unwrap();
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("[[reply:subscription]]")]}))
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}\n{}", hub.log());
+    assert_eq!(body["choices"][0]["message"]["content"], "subscription");
+    assert!(
+        metered.requests().is_empty(),
+        "the API-key endpoint was used: {:?}",
+        metered.requests()
+    );
+    let generations = hub.gemini.google_calls();
+    let generation = generations
+        .iter()
+        .find(|c| c.path.ends_with(":streamGenerateContent"))
+        .expect("the answer came from Code Assist");
+    assert!(generation.bearer.is_some());
+    let sent: Value = serde_json::from_str(&generation.body).unwrap();
+    assert_eq!(sent["project"], FAKE_PROJECT);
+    for call in generations {
+        assert!(
+            !format!("{:?}{}", call.headers, call.body).contains("env-key-must-not-be-used"),
+            "an API key went out: {call:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_account_uses_the_project_from_the_hubs_environment() {
+    // Code Assist gives a Workspace account no project; gemini then needs GOOGLE_CLOUD_PROJECT,
+    // which the hub passes through (it names a project, not a credential).
+    let hub = Hub::start_with(HubOptions {
+        hub_env: vec![("GOOGLE_CLOUD_PROJECT".into(), "workspace-project-42".into())],
+        ..gemini_only("warm_processes = 0")
+    })
+    .await;
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("[[reply:ok]]")]}))
+        .await;
+    let status = r.status();
+    assert_eq!(status, 200, "{}\n{}", r.text().await.unwrap(), hub.log());
+    let calls = hub.gemini.google_calls();
+    let generation = calls
+        .iter()
+        .find(|c| c.path.ends_with(":streamGenerateContent"))
+        .expect("a generation");
+    let sent: Value = serde_json::from_str(&generation.body).unwrap();
+    assert_eq!(sent["project"], "workspace-project-42");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_login_is_refreshed_and_written_back_for_the_user() {
+    let hub = Hub::start_with(HubOptions {
+        gemini_token: TokenState::Expired,
+        ..gemini_only("warm_processes = 0")
+    })
+    .await;
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("[[reply:fresh]]")]}))
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}\n{}", hub.log());
+    assert_eq!(body["choices"][0]["message"]["content"], "fresh");
+    assert!(!hub.gemini.token_refreshes().is_empty(), "no token refresh");
+    // The refreshed token lands in the user's login file (the private home links it), so the
+    // next process — and the user's own gemini — start from it.
+    let creds_file = hub.gemini_home.join(".gemini/oauth_creds.json");
+    let meta = std::fs::symlink_metadata(&creds_file).unwrap();
+    assert!(meta.file_type().is_file(), "the login file was replaced");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        meta.permissions().mode() & 0o077,
+        0,
+        "login file readable by others"
+    );
+    let creds: Value =
+        serde_json::from_str(&std::fs::read_to_string(&creds_file).unwrap()).unwrap();
+    let token = creds["access_token"].as_str().unwrap();
+    assert!(token.starts_with("ya29.fake-access-"), "{creds}");
+    assert!(creds["refresh_token"].is_string(), "{creds}");
+    let generation = hub.gemini.chat_requests();
+    let bearer = generation[0].header("authorization").unwrap();
+    assert!(bearer.starts_with("Bearer ya29.fake-access-"), "{bearer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_google_login_gemini_is_reported_not_logged_in() {
+    let hub = Hub::start_with(gemini_only("warm_processes = 0")).await;
+    std::fs::remove_file(hub.gemini_home.join(".gemini/oauth_creds.json")).unwrap();
+    let r = hub
+        .chat(json!({"model": "gemini", "messages": [user("hello")]}))
+        .await;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "provider_not_logged_in", "{body}");
+    assert!(hub.gemini.chat_requests().is_empty());
+    let providers = hub.get_json("/v1/providers").await;
+    let gemini = providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gemini")
+        .unwrap();
+    assert_eq!(gemini["health"], "not_logged_in", "{gemini}");
 }

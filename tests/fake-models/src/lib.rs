@@ -43,9 +43,11 @@
 //! [`RecordedRequest::to_json`]); `DELETE /_fake/requests` returns it and clears it.
 
 mod directives;
+mod google;
 mod record;
 mod server;
 
 pub use directives::{Directives, parse_directives, reply_deltas};
+pub use google::{FAKE_EMAIL, FAKE_PROJECT, GOOGLE_HOSTS, GeminiLogin, GoogleCall, TokenState};
 pub use record::{RecordedRequest, Vendor, is_cli_context};
 pub use server::FakeServer;

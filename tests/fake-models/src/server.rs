@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::directives::{Directives, parse_directives, reply_deltas};
 use crate::record::{RecordedRequest, Vendor};
 
-type Log = Arc<Mutex<Vec<RecordedRequest>>>;
+pub(crate) type Log = Arc<Mutex<Vec<RecordedRequest>>>;
 
 #[derive(Clone)]
 struct AppState {
@@ -29,7 +29,7 @@ struct AppState {
 
 /// Directives applied to every conversation request, as if each carried them (see
 /// [`FakeServer::force`]).
-type Forced = Arc<Mutex<Option<String>>>;
+pub(crate) type Forced = Arc<Mutex<Option<String>>>;
 
 /// A fake model server listening on 127.0.0.1. Stops when dropped.
 pub struct FakeServer {
@@ -42,6 +42,8 @@ pub struct FakeServer {
     log: Log,
     forced: Forced,
     task: JoinHandle<()>,
+    /// The fake Google's accounts and calls ([`FakeServer::google`]).
+    pub(crate) google: Option<Arc<crate::google::Google>>,
 }
 
 impl FakeServer {
@@ -74,14 +76,35 @@ impl FakeServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(FakeServer {
-            base_url: format!("http://{addr}"),
+        Ok(FakeServer::assemble(
+            format!("http://{addr}"),
             addr,
             vendor,
             log,
             forced,
             task,
-        })
+            None,
+        ))
+    }
+
+    pub(crate) fn assemble(
+        base_url: String,
+        addr: SocketAddr,
+        vendor: Vendor,
+        log: Log,
+        forced: Forced,
+        task: JoinHandle<()>,
+        google: Option<Arc<crate::google::Google>>,
+    ) -> FakeServer {
+        FakeServer {
+            base_url,
+            addr,
+            vendor,
+            log,
+            forced,
+            task,
+            google,
+        }
     }
 
     /// Scripts every later conversation request as if its text carried `directives` (e.g.
@@ -196,7 +219,7 @@ fn plan(rec: &RecordedRequest, forced: Option<&str>) -> (Directives, Vec<String>
     (d, deltas)
 }
 
-fn json_response(status: StatusCode, v: Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, v: Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -205,7 +228,7 @@ fn json_response(status: StatusCode, v: Value) -> Response {
         .into_response()
 }
 
-fn now_epoch() -> u64 {
+pub(crate) fn now_epoch() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -497,7 +520,7 @@ fn now_nanos() -> u128 {
 
 // ---------------------------------------------------------------- Gemini
 
-fn gemini_error(status: u16, gstatus: &str, message: &str) -> Response {
+pub(crate) fn gemini_error(status: u16, gstatus: &str, message: &str) -> Response {
     json_response(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         json!({"error": {"code": status, "message": message, "status": gstatus}}),
@@ -535,7 +558,7 @@ fn gemini_status(status: u16) -> Response {
     }
 }
 
-fn gemini(rec: &RecordedRequest, forced: Option<&str>) -> Response {
+pub(crate) fn gemini(rec: &RecordedRequest, forced: Option<&str>) -> Response {
     if rec.method != "POST" {
         return gemini_error(404, "NOT_FOUND", "Not found");
     }
