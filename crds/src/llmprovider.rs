@@ -182,8 +182,10 @@ pub struct AccountSpec {
     pub name: String,
     /// Secret with the account's login. claude: key (default `token`) holds the token printed by
     /// `claude setup-token`, passed as `CLAUDE_CODE_OAUTH_TOKEN`. gemini: key (default
-    /// `oauth_creds.json`) holds `~/.gemini/oauth_creds.json`; an optional `settings.json` key is
-    /// used as `~/.gemini/settings.json`.
+    /// `oauth_creds.json`) holds `~/.gemini/oauth_creds.json`; an optional `googleCloudProject`
+    /// key names the Google Cloud project a Workspace account needs (`GOOGLE_CLOUD_PROJECT`); an
+    /// optional `settings.json` key is copied to `~/.gemini/settings.json` (the worker selects and
+    /// enforces the Google login whatever it says).
     pub secret_ref: SecretKeyRef,
 }
 

@@ -191,13 +191,18 @@ pub fn env(name: &str, value: impl Into<String>) -> EnvVar {
 
 /// An environment variable read from a Secret key; the pod does not start without it.
 pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    secret_env_optional(name, secret, key, false)
+}
+
+/// An environment variable from a Secret key that may be absent (`optional` true: then unset).
+pub fn secret_env_optional(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.to_owned(),
                 key: key.to_owned(),
-                optional: Some(false),
+                optional: Some(optional),
             }),
             ..EnvVarSource::default()
         }),

@@ -19,7 +19,8 @@ use llm_mcp_hub_crds::{AccountSpec, LLMProvider, ProviderKind, labels};
 use super::{
     BuildConfig, HUB_UID, admit_only, base_labels, container_security, dns_egress, empty_dir, env,
     hash_parts, http_container_port, http_probe, http_service_port, https_egress, meta,
-    pod_security, pull_secrets, resources_or, scheduled, secret_env, surge_rollout,
+    pod_security, pull_secrets, resources_or, scheduled, secret_env, secret_env_optional,
+    surge_rollout,
 };
 
 /// Port the workers listen on.
@@ -245,6 +246,16 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
             &secret_key,
         ));
     }
+    if kind == ProviderKind::Gemini {
+        // A Google Workspace account's Code Assist needs its Google Cloud project; a personal
+        // account has none in its Secret and gets none.
+        env_vars.push(secret_env_optional(
+            "GOOGLE_CLOUD_PROJECT",
+            &account.secret_ref.name,
+            GEMINI_PROJECT_KEY,
+            true,
+        ));
+    }
 
     let home_mounts = vec![
         VolumeMount {
@@ -388,6 +399,9 @@ fn deployment(p: &LLMProvider, cfg: &BuildConfig, account: &AccountSpec, hash: &
 fn image(cfg: &BuildConfig, spec_image: Option<&str>) -> String {
     spec_image.map_or_else(|| cfg.image.clone(), str::to_owned)
 }
+
+/// The optional key of a gemini account's Secret naming its Google Cloud project.
+pub const GEMINI_PROJECT_KEY: &str = "googleCloudProject";
 
 /// Default gemini settings: OAuth login, no built-in tools, no MCP servers.
 pub const GEMINI_SETTINGS: &str = r#"{"security":{"auth":{"selectedType":"oauth-personal"}},"tools":{"core":[]},"mcp":{"allowed":[]}}"#;

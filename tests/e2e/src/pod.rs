@@ -31,7 +31,7 @@ impl LocalContainer {
     pub fn prepare(pod: &PodSpec, container: &Container, objects: &Objects, root: &Path) -> Self {
         let mut mounts = Vec::new();
         let mut written: Vec<(PathBuf, String)> = Vec::new();
-        for (i, m) in container.volume_mounts.iter().flatten().enumerate() {
+        for m in container.volume_mounts.iter().flatten() {
             let volume = pod
                 .volumes
                 .iter()
@@ -43,7 +43,9 @@ impl LocalContainer {
                         m.name, m.mount_path
                     )
                 });
-            let host = root.join(format!("mount-{i}-{}", m.name));
+            // One directory per volume, as in a pod: an init container and the main container
+            // that mount the same emptyDir see the same files.
+            let host = root.join(format!("volume-{}", m.name));
             std::fs::create_dir_all(&host).unwrap();
             let mut files: BTreeMap<String, String> = BTreeMap::new();
             if let Some(s) = &volume.secret {
@@ -106,20 +108,28 @@ impl LocalContainer {
                     let key = from.secret_key_ref.as_ref().unwrap_or_else(|| {
                         panic!("env {} reads something other than a Secret", e.name)
                     });
-                    objects
-                        .secrets
-                        .get(&key.name)
-                        .and_then(|s| s.get(&key.key))
-                        .unwrap_or_else(|| {
-                            panic!("env {} needs Secret {}/{}", e.name, key.name, key.key)
-                        })
-                        .clone()
+                    let found = objects.secrets.get(&key.name).and_then(|s| s.get(&key.key));
+                    match found {
+                        Some(v) => v.clone(),
+                        // As the kubelet does: an optional key that is absent sets nothing.
+                        None if key.optional == Some(true) => continue,
+                        None => panic!("env {} needs Secret {}/{}", e.name, key.name, key.key),
+                    }
                 }
                 (None, None) => String::new(),
             };
             this.env.push((e.name.clone(), value));
         }
         this
+    }
+
+    /// `text` with every mount's container path replaced by its host path.
+    pub fn map_paths_in(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for (container, host) in &self.mounts {
+            text = text.replace(container.as_str(), &host.display().to_string());
+        }
+        text
     }
 
     /// A container path as the host sees it (paths outside every mount are left alone).
@@ -147,6 +157,8 @@ impl LocalContainer {
             .command
             .split_first()
             .expect("the container names a command");
+        // A shell script given inline (`sh -c …`) names container paths as well.
+        let leading: Vec<String> = leading.iter().map(|a| self.map_paths_in(a)).collect();
         let mut command = Command::new(bin_dir.join(program));
         command
             .args(leading)
@@ -161,7 +173,7 @@ impl LocalContainer {
     }
 }
 
-/// The pod spec and the named container of a Deployment.
+/// The pod spec and the named container (or init container) of a Deployment.
 pub fn container_of<'a>(
     deployment: &'a k8s_openapi::api::apps::v1::Deployment,
     name: &str,
@@ -174,6 +186,7 @@ pub fn container_of<'a>(
     let container = pod
         .containers
         .iter()
+        .chain(pod.init_containers.iter().flatten())
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no container {name}"));
     (pod, container)

@@ -16,7 +16,7 @@ use e2e::cluster::{Kind, WORKER_TOKEN, Worker, WorkerSpec};
 use e2e::pod::{LocalContainer, Objects, container_of};
 use e2e::redis::RedisServer;
 use e2e::{free_port, http_client, hub_binary, private_dir, sse_data, user, write_script};
-use fake_models::FakeServer;
+use fake_models::{FakeServer, TokenState};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -189,6 +189,131 @@ async fn a_worker_started_exactly_as_the_operator_deploys_it_serves() {
         Some("Bearer oauth-personal"),
         "the account's login from its Secret"
     );
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gemini_worker_deployed_by_the_operator_runs_on_its_google_login_from_the_secret() {
+    // The operator's gemini pod: an init container copies the account's login from its Secret
+    // into the writable home, then the worker runs gemini on it. Both run here exactly as built,
+    // against the fake Google; the Secret also names a Workspace account's project.
+    let dir = private_dir();
+    let root = dir.path();
+    let fake = e2e::google(root).await;
+    let login = fake.gemini_login(
+        &e2e::cli_bin_dir().join("gemini"),
+        &root.join("login"),
+        TokenState::Fresh,
+    );
+    let mut p = provider("gemini-work", json!({}));
+    p.spec.kind = llm_mcp_hub_crds::ProviderKind::Gemini;
+    p.spec.models = serde_json::from_value(json!({"allowed": ["gemini-2.5-flash"]})).unwrap();
+    p.spec.credentials.accounts[0].secret_ref.name = "gemini-login".into();
+    let objects = worker::build(
+        &p,
+        &BuildConfig::default(),
+        &WorkerInputs {
+            secret_hashes: BTreeMap::new(),
+            worker_token: WORKER_TOKEN.into(),
+        },
+    );
+    let token_secret = objects.token_secret.clone();
+    let token_data: BTreeMap<String, String> = token_secret
+        .data
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect();
+    let secrets = Objects {
+        secrets: BTreeMap::from([
+            (
+                "gemini-login".to_string(),
+                BTreeMap::from([
+                    (
+                        "oauth_creds.json".to_string(),
+                        std::fs::read_to_string(&login.creds_file).unwrap(),
+                    ),
+                    (
+                        worker::GEMINI_PROJECT_KEY.to_string(),
+                        "workspace-project-7".to_string(),
+                    ),
+                ]),
+            ),
+            (token_secret.name_any(), token_data),
+        ]),
+        config_maps: BTreeMap::new(),
+    };
+    let deployment = &objects.deployments[0];
+    let pod_dir = root.join("pod");
+    let bin = root.join("image-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(hub_binary(), bin.join("llm-mcp-hub")).unwrap();
+    std::os::unix::fs::symlink(&login.cli, bin.join("gemini")).unwrap();
+
+    let (pod, init) = container_of(deployment, "install-credentials");
+    let status = LocalContainer::prepare(pod, init, &secrets, &pod_dir)
+        .command(&bin, "unused")
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "the init container failed: {status}");
+
+    let (pod, container) = container_of(deployment, "worker");
+    let local = LocalContainer::prepare(pod, container, &secrets, &pod_dir);
+    let port = free_port();
+    let log_path = root.join("worker.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = local
+        .command(&bin, &format!("127.0.0.1:{port}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker as the operator deploys it");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http_ok(&format!("{base}/readyz"), &log_path).await;
+    let r = http_client()
+        .post(format!("{base}/internal/v1/chat"))
+        .bearer_auth(WORKER_TOKEN)
+        .json(
+            &json!({"provider": "gemini-work", "model": "gemini-2.5-flash",
+                      "messages": [{"role": "user", "content": "[[reply:as deployed]]"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let events = sse_data(r).await;
+    assert_eq!(
+        status,
+        200,
+        "{events:?}\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|e| e["text"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        text,
+        "as deployed",
+        "{events:?}\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let calls = fake.google_calls();
+    let generation = calls
+        .iter()
+        .find(|c| c.path.ends_with(":streamGenerateContent"))
+        .expect("the turn reached Code Assist");
+    let sent: Value = serde_json::from_str(&generation.body).unwrap();
+    assert_eq!(
+        sent["project"], "workspace-project-7",
+        "the project from the Secret"
+    );
+    assert!(generation.bearer.is_some(), "the login from the Secret");
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
