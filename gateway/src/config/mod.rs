@@ -187,7 +187,8 @@ pub struct ProviderConfig {
     pub idle_timeout_secs: u64,
     /// How long a long-lived process may take to confirm a reset between requests.
     pub reset_timeout_ms: u64,
-    /// A long-lived process is retired after this many requests (then replaced).
+    /// A long-lived process is retired after at most this many requests (some up to a tenth
+    /// sooner, so processes are not all replaced at once); its successor starts during its last.
     pub max_requests_per_process: u32,
     /// A long-lived process is retired once it is this old, in seconds (then replaced).
     pub max_process_age_secs: u64,

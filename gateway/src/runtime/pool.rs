@@ -7,6 +7,8 @@
 //! - A long-lived process goes back to the pool only after a verified reset; anything else
 //!   (a cancelled request, a timeout, a failed reset, an error) retires it, killing its process
 //!   group.
+//! - A long-lived process is recycled after about `max_requests_per_process` turns; its
+//!   successor starts when it begins its last one, so no request waits for a start-up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -634,7 +636,8 @@ impl Pool {
 
     async fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, ProviderError> {
         match self.launcher.spawn(profile).await {
-            Ok(p) => {
+            Ok(mut p) => {
+                p.recycle_at = recycle_limit(self.cfg.max_requests_per_process, rand::random());
                 self.metrics.spawns.with_label_values(&[&self.name]).inc();
                 tracing::debug!(provider = %self.name, pid = ?p.pid(), model = %profile.model, "started CLI process");
                 Ok(p)
@@ -688,29 +691,35 @@ impl Pool {
         };
         let have = idle + busy + self.starting.load(Ordering::Acquire);
         for _ in have..self.cfg.warm_processes {
-            self.starting.fetch_add(1, Ordering::AcqRel);
-            let pool = self.clone();
-            let failures = self.consecutive_failures.load(Ordering::Relaxed);
-            tokio::spawn(async move {
-                if failures > 0 {
-                    tokio::time::sleep(spawn_backoff(failures)).await;
-                }
-                let spawned = pool.spawn(&pool.default_profile).await;
-                match spawned {
-                    Ok(p) => pool.park_when_ready(p).await,
-                    Err(e) => {
-                        pool.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                        pool.health
-                            .lock()
-                            .expect("health lock")
-                            .record_failure(&e, Duration::ZERO);
-                        tracing::warn!(provider = %pool.name, error = %e, "cannot start a warm CLI process");
-                    }
-                }
-                pool.starting.fetch_sub(1, Ordering::AcqRel);
-                pool.parked.notify_waiters();
-            });
+            self.start_warm();
         }
+    }
+
+    /// Starts one process of the default profile in the background and parks it when ready.
+    /// While it starts it counts as warm (`starting`), so a refill does not start another.
+    fn start_warm(self: &Arc<Self>) {
+        self.starting.fetch_add(1, Ordering::AcqRel);
+        let pool = self.clone();
+        let failures = self.consecutive_failures.load(Ordering::Relaxed);
+        tokio::spawn(async move {
+            if failures > 0 {
+                tokio::time::sleep(spawn_backoff(failures)).await;
+            }
+            let spawned = pool.spawn(&pool.default_profile).await;
+            match spawned {
+                Ok(p) => pool.park_when_ready(p).await,
+                Err(e) => {
+                    pool.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                    pool.health
+                        .lock()
+                        .expect("health lock")
+                        .record_failure(&e, Duration::ZERO);
+                    tracing::warn!(provider = %pool.name, error = %e, "cannot start a warm CLI process");
+                }
+            }
+            pool.starting.fetch_sub(1, Ordering::AcqRel);
+            pool.parked.notify_waiters();
+        });
     }
 
     /// Parks a process started ahead of time once it can answer at once. A long-lived CLI
@@ -740,10 +749,14 @@ impl Pool {
             self.parked.notify_waiters();
             let mut evicted = Vec::new();
             while idle.len() > self.cfg.max_idle() {
-                // Prefer evicting a process of a non-default profile.
+                // Prefer evicting a process of a non-default profile, then the most used one
+                // (a process whose successor just came up is the nearest to its recycling).
                 let pos = idle
                     .iter()
                     .position(|p| p.profile != self.default_profile)
+                    .or_else(|| {
+                        (0..idle.len()).max_by_key(|&i| (idle[i].turns, std::cmp::Reverse(i)))
+                    })
                     .unwrap_or(0);
                 evicted.extend(idle.remove(pos));
             }
@@ -770,13 +783,18 @@ impl Pool {
             self.update_gauges();
             return;
         }
-        let worn = process.turns >= self.cfg.max_requests_per_process
+        let worn = process.turns >= process.recycle_at
             || process.started.elapsed() >= Duration::from_secs(self.cfg.max_process_age_secs);
         if worn {
             drop(permit);
             self.retire(process, "recycled");
             self.refill_warm();
             return;
+        }
+        if process.turns + 1 == process.recycle_at && process.profile == self.default_profile {
+            // Its next turn is its last: the successor starts now, beside it, so the request
+            // after that finds a ready process instead of waiting for a start-up.
+            self.start_warm();
         }
         tokio::spawn(async move {
             let line = self.launcher.adapter.reset_turn();
@@ -902,6 +920,13 @@ async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration)
     }
 }
 
+/// The turns after which a process is recycled: `max` less up to a tenth, picked by `random`,
+/// so processes started at the same time are not all replaced at once. Never below 1.
+fn recycle_limit(max: u32, random: u32) -> u32 {
+    let spread = max / 10 + 1;
+    max.saturating_sub(random % spread).max(1)
+}
+
 fn spawn_backoff(failures: u32) -> Duration {
     use backon::BackoffBuilder;
     backon::ExponentialBuilder::default()
@@ -936,6 +961,18 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recycle_limits_spread_below_the_maximum_and_never_reach_zero() {
+        let limits: std::collections::BTreeSet<u32> =
+            (0..1000).map(|r| recycle_limit(100, r)).collect();
+        assert_eq!(limits.first(), Some(&90));
+        assert_eq!(limits.last(), Some(&100));
+        assert_eq!(limits.len(), 11);
+        assert_eq!(recycle_limit(1, 7), 1);
+        assert_eq!(recycle_limit(0, 7), 1);
+        assert_eq!(recycle_limit(u32::MAX, 0), u32::MAX);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -111,6 +111,9 @@ pub struct CliProcess {
     pub profile: LaunchProfile,
     pub started: Instant,
     pub turns: u32,
+    /// Turns after which the pool retires this process (its `max_requests_per_process`, less
+    /// a little jitter so processes started together are not all replaced at once).
+    pub recycle_at: u32,
     /// The conversation id the CLI last reported (its init line); a reset must change it or
     /// say so otherwise.
     pub session_id: Option<String>,
@@ -284,6 +287,7 @@ impl Launcher {
             profile: profile.clone(),
             started: Instant::now(),
             turns: 0,
+            recycle_at: u32::MAX,
             session_id: None,
             adapter,
             tool_route,
