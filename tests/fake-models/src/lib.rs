@@ -1,5 +1,7 @@
 //! Fake Anthropic Messages and Gemini APIs on 127.0.0.1, for running the real `claude` and
-//! `gemini` CLIs in tests.
+//! `gemini` CLIs in tests, and a fake Google for gemini's Google login (`FakeServer::google`:
+//! OAuth token info and refresh, user info and the Code Assist API over TLS, answering
+//! generation calls as the Gemini API fake does).
 //!
 //! ```no_run
 //! # async fn demo() {
