@@ -200,6 +200,24 @@ impl Adapter for Gemini {
     }
 }
 
+/// The login type the user's gemini settings select when it is not the Google login, for a
+/// warning: the hub enforces the Google login whatever they say. `None` for the Google login,
+/// no choice, or a file that is not JSON.
+pub fn other_login_selected(user_settings: &str) -> Option<String> {
+    let settings: Value = serde_json::from_str(user_settings).ok()?;
+    let selected = settings
+        .pointer("/security/auth/selectedType")
+        .or_else(|| settings.get("selectedAuthType"))?
+        .as_str()?;
+    (selected != GOOGLE_LOGIN).then(|| selected.to_string())
+}
+
+/// Where the user's gemini settings live, from the hub's environment.
+pub fn user_settings_path(hub_env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let home = hub_env("GEMINI_CLI_HOME").or_else(|| hub_env("HOME"))?;
+    Some(Path::new(&home).join(".gemini").join(USER_SETTINGS))
+}
+
 /// Parses one stream-json line of gemini's stdout.
 pub fn parse_line(line: &str) -> Option<CliEvent> {
     let v: Value = serde_json::from_str(line.trim()).ok()?;
@@ -379,6 +397,29 @@ mod tests {
             spec.links
                 .iter()
                 .all(|(_, to)| !to.ends_with("settings.json"))
+        );
+    }
+
+    #[test]
+    fn another_login_in_the_users_settings_is_named_for_a_warning() {
+        let other = |s: Value| other_login_selected(&s.to_string());
+        assert_eq!(
+            other(json!({"security": {"auth": {"selectedType": "gemini-api-key"}}})),
+            Some("gemini-api-key".into())
+        );
+        assert_eq!(
+            other(json!({"selectedAuthType": "vertex-ai"})),
+            Some("vertex-ai".into())
+        );
+        assert_eq!(
+            other(json!({"security": {"auth": {"selectedType": "oauth-personal"}}})),
+            None
+        );
+        assert_eq!(other(json!({"tools": {}})), None);
+        assert_eq!(other_login_selected("not json"), None);
+        assert_eq!(
+            user_settings_path(&|n| (n == "HOME").then(|| "/home/u".to_string())),
+            Some(PathBuf::from("/home/u/.gemini/settings.json"))
         );
     }
 

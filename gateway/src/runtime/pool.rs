@@ -26,7 +26,8 @@ use super::process::{CliProcess, Launcher, ProcessEvent};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::provider::{
-    ChatEvent, CliEvent, Failure, LaunchProfile, Message, ProcessMode, ProviderError, Role, ToolSet,
+    ChatEvent, CliEvent, Failure, LaunchProfile, Message, ProcessMode, ProviderError, ProviderKind,
+    Role, ToolSet, gemini,
 };
 
 /// Retry-After suggested to a client turned away because the pool is full.
@@ -163,6 +164,9 @@ impl Pool {
     /// Starts the warm processes and reads the CLI's version. Call once, inside the runtime.
     pub fn start(self: &Arc<Self>) {
         self.refill_warm();
+        if self.cfg.kind == ProviderKind::Gemini {
+            self.warn_of_another_gemini_login();
+        }
         let pool = self.clone();
         tokio::spawn(async move {
             let kind = pool.cfg.kind;
@@ -183,6 +187,21 @@ impl Pool {
             }
             *pool.cli.lock().expect("cli lock") = found;
         });
+    }
+
+    /// The hub runs gemini on its Google login only; a user whose settings chose an API key or
+    /// another login learns why the hub does not use it (or says the login is missing).
+    fn warn_of_another_gemini_login(&self) {
+        let Some(path) = gemini::user_settings_path(&|name| std::env::var(name).ok()) else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        if let Some(selected) = gemini::other_login_selected(&text) {
+            tracing::warn!(provider = %self.name, settings = %path.display(), %selected,
+                "gemini's settings select another login; the hub runs gemini on its Google login (oauth-personal) only: run `gemini` once and choose \"Login with Google\"");
+        }
     }
 
     /// Resets cannot be proven on this CLI version: stop reusing processes. Each request then

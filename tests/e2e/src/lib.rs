@@ -134,6 +134,8 @@ pub struct HubOptions {
     pub gemini_prelude: Option<String>,
     /// Variables added to the hub's own environment.
     pub hub_env: Vec<(String, String)>,
+    /// The user's gemini `settings.json` as the hub finds it at start (default: the Google login).
+    pub gemini_user_settings: Option<String>,
 }
 
 impl HubOptions {
@@ -220,6 +222,9 @@ impl Hub {
                     login.cli.display()
                 ),
             );
+            if let Some(settings) = &opts.gemini_user_settings {
+                std::fs::write(login.home.join(".gemini/settings.json"), settings).unwrap();
+            }
             login.home
         };
         let home = root.join("home");

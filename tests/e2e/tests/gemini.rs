@@ -405,14 +405,19 @@ async fn gemini_runs_only_on_the_google_login() {
              GOOGLE_GEMINI_BASE_URL={}",
             metered.base_url
         )),
+        gemini_user_settings: Some(
+            r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#.into(),
+        ),
         ..gemini_only("warm_processes = 0")
     })
     .await;
-    std::fs::write(
-        hub.gemini_home.join(".gemini/settings.json"),
-        r#"{"security":{"auth":{"selectedType":"gemini-api-key"}}}"#,
-    )
-    .unwrap();
+    // The user is told why their choice is not used.
+    assert!(
+        hub.log().contains("gemini's settings select another login")
+            && hub.log().contains("gemini-api-key"),
+        "no warning about the user's login choice:\n{}",
+        hub.log()
+    );
     let r = hub
         .chat(json!({"model": "gemini", "messages": [user("[[reply:subscription]]")]}))
         .await;
