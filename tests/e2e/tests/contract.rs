@@ -62,6 +62,29 @@ fn provider(name: &str, labels: Value) -> LLMProvider {
     .unwrap()
 }
 
+/// The operator's worker objects for `p`, and its worker-token Secret as a pod reads it
+/// (name, key → value).
+fn build_workers(p: &LLMProvider) -> (worker::WorkerObjects, (String, BTreeMap<String, String>)) {
+    let objects = worker::build(
+        p,
+        &BuildConfig::default(),
+        &WorkerInputs {
+            secret_hashes: BTreeMap::new(),
+            worker_token: WORKER_TOKEN.into(),
+        },
+    );
+    let secret = &objects.token_secret;
+    let data = secret
+        .data
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect();
+    let named = (secret.name_any(), data);
+    (objects, named)
+}
+
 async fn wait_http_ok(url: &str, log: &std::path::Path) {
     let http = http_client();
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -84,22 +107,7 @@ async fn wait_http_ok(url: &str, log: &std::path::Path) {
 async fn a_worker_started_exactly_as_the_operator_deploys_it_serves() {
     let fake = FakeServer::anthropic().await;
     let p = provider("claude-max", json!({}));
-    let objects = worker::build(
-        &p,
-        &BuildConfig::default(),
-        &WorkerInputs {
-            secret_hashes: BTreeMap::new(),
-            worker_token: WORKER_TOKEN.into(),
-        },
-    );
-    let token_secret = objects.token_secret.clone();
-    let token_data: BTreeMap<String, String> = token_secret
-        .data
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect();
+    let (objects, token_secret) = build_workers(&p);
     let deployment = &objects.deployments[0];
     let (pod, container) = container_of(deployment, "worker");
     let dir = private_dir();
@@ -110,7 +118,7 @@ async fn a_worker_started_exactly_as_the_operator_deploys_it_serves() {
                 "claude-login".to_string(),
                 BTreeMap::from([("token".to_string(), "oauth-personal".to_string())]),
             ),
-            (token_secret.name_any(), token_data),
+            token_secret,
         ]),
         config_maps: BTreeMap::new(),
     };
@@ -210,22 +218,7 @@ async fn a_gemini_worker_deployed_by_the_operator_runs_on_its_google_login_from_
     p.spec.kind = llm_mcp_hub_crds::ProviderKind::Gemini;
     p.spec.models = serde_json::from_value(json!({"allowed": ["gemini-2.5-flash"]})).unwrap();
     p.spec.credentials.accounts[0].secret_ref.name = "gemini-login".into();
-    let objects = worker::build(
-        &p,
-        &BuildConfig::default(),
-        &WorkerInputs {
-            secret_hashes: BTreeMap::new(),
-            worker_token: WORKER_TOKEN.into(),
-        },
-    );
-    let token_secret = objects.token_secret.clone();
-    let token_data: BTreeMap<String, String> = token_secret
-        .data
-        .clone()
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect();
+    let (objects, token_secret) = build_workers(&p);
     let secrets = Objects {
         secrets: BTreeMap::from([
             (
@@ -241,7 +234,7 @@ async fn a_gemini_worker_deployed_by_the_operator_runs_on_its_google_login_from_
                     ),
                 ]),
             ),
-            (token_secret.name_any(), token_data),
+            token_secret,
         ]),
         config_maps: BTreeMap::new(),
     };

@@ -37,7 +37,7 @@ use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 
 use crate::record::{RecordedRequest, Vendor};
-use crate::server::{Forced, Log, gemini, json_response, now_epoch};
+use crate::server::{Forced, Log, gemini, header_pairs, json_response, log_response, now_epoch};
 
 /// The hosts gemini's Google login and Code Assist calls reach.
 pub const GOOGLE_HOSTS: &[&str] = &[
@@ -376,12 +376,7 @@ struct GoogleState {
 async fn handle(State(st): State<GoogleState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/_fake/requests" {
-        let mut log = st.log.lock().unwrap();
-        let list: Vec<Value> = log.iter().map(RecordedRequest::to_json).collect();
-        if parts.method == axum::http::Method::DELETE {
-            log.clear();
-        }
-        return json_response(StatusCode::OK, Value::Array(list));
+        return log_response(&st.log, &parts.method);
     }
     if parts.uri.path() == "/_fake/google-calls" {
         let calls = st.google.calls.lock().unwrap();
@@ -398,16 +393,7 @@ async fn handle(State(st): State<GoogleState>, req: Request) -> Response {
         .and_then(|h| h.to_str().ok())
         .map(|h| h.split(':').next().unwrap_or(h).to_string())
         .unwrap_or_default();
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into(),
-            )
-        })
-        .collect();
+    let headers = header_pairs(&parts.headers);
     let bearer = parts
         .headers
         .get(header::AUTHORIZATION)

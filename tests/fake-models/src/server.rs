@@ -156,15 +156,33 @@ impl Drop for FakeServer {
     }
 }
 
+/// `GET /_fake/requests` (`DELETE` also clears it): the log, for processes outside the test.
+pub(crate) fn log_response(log: &Log, method: &axum::http::Method) -> Response {
+    let mut log = log.lock().unwrap();
+    let list: Vec<Value> = log.iter().map(RecordedRequest::to_json).collect();
+    if method == axum::http::Method::DELETE {
+        log.clear();
+    }
+    json_response(StatusCode::OK, Value::Array(list))
+}
+
+/// Headers as recorded: in arrival order, names lower-case, values lossily decoded.
+pub(crate) fn header_pairs(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into(),
+            )
+        })
+        .collect()
+}
+
 async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     if parts.uri.path() == "/_fake/requests" {
-        let mut log = st.log.lock().unwrap();
-        let list: Vec<Value> = log.iter().map(RecordedRequest::to_json).collect();
-        if parts.method == axum::http::Method::DELETE {
-            log.clear();
-        }
-        return json_response(StatusCode::OK, Value::Array(list));
+        return log_response(&st.log, &parts.method);
     }
     let bytes = to_bytes(body, 64 << 20).await.unwrap_or_default();
     let rec = RecordedRequest {
@@ -172,16 +190,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(String::from),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into(),
-                )
-            })
-            .collect(),
+        headers: header_pairs(&parts.headers),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
     st.log.lock().unwrap().push(rec.clone());
