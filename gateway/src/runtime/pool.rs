@@ -671,22 +671,26 @@ impl Pool {
     /// Starts one process of `profile` in the background and parks it idle.
     fn prestart(self: Arc<Self>, profile: LaunchProfile) {
         let failures = self.consecutive_failures.load(Ordering::Relaxed);
-        tokio::spawn(async move {
-            if failures > 0 {
-                tokio::time::sleep(spawn_backoff(failures)).await;
+        tokio::spawn(async move { self.start_and_park(&profile, failures).await });
+    }
+
+    /// Starts one process of `profile` (after a backoff when starts have been failing) and parks
+    /// it once it can answer; a failed start counts against the provider's health.
+    async fn start_and_park(&self, profile: &LaunchProfile, failures: u32) {
+        if failures > 0 {
+            tokio::time::sleep(spawn_backoff(failures)).await;
+        }
+        match self.spawn(profile).await {
+            Ok(p) => self.park_when_ready(p).await,
+            Err(e) => {
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+                self.health
+                    .lock()
+                    .expect("health lock")
+                    .record_failure(&e, Duration::ZERO);
+                tracing::warn!(provider = %self.name, error = %e, "cannot start a CLI process ahead of a request");
             }
-            match self.spawn(&profile).await {
-                Ok(p) => self.park_when_ready(p).await,
-                Err(e) => {
-                    self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                    self.health
-                        .lock()
-                        .expect("health lock")
-                        .record_failure(&e, Duration::ZERO);
-                    tracing::warn!(provider = %self.name, error = %e, "cannot pre-start a CLI process");
-                }
-            }
-        });
+        }
     }
 
     /// Tops up the warm processes of the default profile.
@@ -721,21 +725,7 @@ impl Pool {
         let pool = self.clone();
         let failures = self.consecutive_failures.load(Ordering::Relaxed);
         tokio::spawn(async move {
-            if failures > 0 {
-                tokio::time::sleep(spawn_backoff(failures)).await;
-            }
-            let spawned = pool.spawn(&pool.default_profile).await;
-            match spawned {
-                Ok(p) => pool.park_when_ready(p).await,
-                Err(e) => {
-                    pool.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                    pool.health
-                        .lock()
-                        .expect("health lock")
-                        .record_failure(&e, Duration::ZERO);
-                    tracing::warn!(provider = %pool.name, error = %e, "cannot start a warm CLI process");
-                }
-            }
+            pool.start_and_park(&pool.default_profile, failures).await;
             pool.starting.fetch_sub(1, Ordering::AcqRel);
             pool.parked.notify_waiters();
         });

@@ -85,6 +85,26 @@ fn build_workers(p: &LLMProvider) -> (worker::WorkerObjects, (String, BTreeMap<S
     (objects, named)
 }
 
+/// Starts a prepared worker container on a free port of 127.0.0.1, its output in
+/// `root/worker.log`: the child, its base URL and the log's path.
+fn start_worker(
+    local: &LocalContainer,
+    bin: &std::path::Path,
+    root: &std::path::Path,
+) -> (tokio::process::Child, String, std::path::PathBuf) {
+    let port = free_port();
+    let log_path = root.join("worker.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = local
+        .command(bin, &format!("127.0.0.1:{port}"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker as the operator deploys it");
+    (child, format!("http://127.0.0.1:{port}"), log_path)
+}
+
 async fn wait_http_ok(url: &str, log: &std::path::Path) {
     let http = http_client();
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -124,17 +144,7 @@ async fn a_worker_started_exactly_as_the_operator_deploys_it_serves() {
     };
     let local = LocalContainer::prepare(pod, container, &secrets, root);
     let bin = image_path(root, &fake);
-    let port = free_port();
-    let log_path = root.join("worker.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = local
-        .command(&bin, &format!("127.0.0.1:{port}"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the worker as the operator deploys it");
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base, log_path) = start_worker(&local, &bin, root);
     // The probes the Deployment declares.
     for probe in [
         &container.startup_probe,
@@ -255,17 +265,7 @@ async fn a_gemini_worker_deployed_by_the_operator_runs_on_its_google_login_from_
 
     let (pod, container) = container_of(deployment, "worker");
     let local = LocalContainer::prepare(pod, container, &secrets, &pod_dir);
-    let port = free_port();
-    let log_path = root.join("worker.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = local
-        .command(&bin, &format!("127.0.0.1:{port}"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the worker as the operator deploys it");
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base, log_path) = start_worker(&local, &bin, root);
     wait_http_ok(&format!("{base}/readyz"), &log_path).await;
     let r = http_client()
         .post(format!("{base}/internal/v1/chat"))
