@@ -135,6 +135,8 @@ def running_hub(top: str = "", gemini: bool = True, claude: str = ""):
         "CLAUDE_CODE_OAUTH_TOKEN": "test-oauth-token",
         "GEMINI_CLI_HOME": str(gemini_home),
     }
+    if "RUST_LOG" in os.environ:  # for reading a failure in hub.log
+        env["RUST_LOG"] = os.environ["RUST_LOG"]
     with open(log, "w") as log_file:
         proc = subprocess.Popen([BIN_DIR / "llm-mcp-hub", "serve", "--config", config],
                                 env=env, stdout=log_file, stderr=subprocess.STDOUT)

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::StreamExt;
+use std::os::fd::{AsRawFd, RawFd};
+
+use futures::{FutureExt, StreamExt};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
@@ -84,6 +86,65 @@ fn lossy_lines(
         }
     }
     .boxed()
+}
+
+nix::ioctl_read_bad!(fionread, nix::libc::FIONREAD, nix::libc::c_int);
+
+/// Bytes written to the pipe `fd` and not read yet.
+fn unread_bytes(fd: RawFd) -> usize {
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; `fd` is the open pipe the caller reads.
+    match unsafe { fionread(fd, &mut n) } {
+        Ok(_) => usize::try_from(n).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Forwards the CLI's stdout lines as events, ending with `Closed`, and the calls it makes to
+/// the tools server in their place among them. gemini prints a call's `tool_use` line and only
+/// then makes the call, over a socket the hub may well read first; the turn would then wait on
+/// a call it has not seen announced. Whatever is in the pipe when a call arrives was printed
+/// before it, so it is read and forwarded first.
+async fn forward_stdout(
+    stdout: impl tokio::io::AsyncRead + AsRawFd + Unpin + Send + 'static,
+    adapter: &'static dyn Adapter,
+    mut calls: mpsc::UnboundedReceiver<ProcessEvent>,
+    tx: mpsc::UnboundedSender<ProcessEvent>,
+) {
+    let fd = stdout.as_raw_fd();
+    let mut lines = lossy_lines(stdout, MAX_LINE_BYTES);
+    let forward = |line: String| {
+        if let Some(event) = adapter.parse_stdout(&line) {
+            let _ = tx.send(ProcessEvent::Cli(event));
+        }
+    };
+    let mut open = true;
+    while open {
+        tokio::select! {
+            biased;
+            line = lines.next() => match line {
+                Some(line) => forward(line),
+                None => open = false,
+            },
+            Some(call) = calls.recv() => {
+                while open && unread_bytes(fd) > 0 {
+                    match lines.next().await {
+                        Some(line) => forward(line),
+                        None => open = false,
+                    }
+                }
+                // Lines already read from the pipe and not yet handed out.
+                while open && let Some(line) = lines.next().now_or_never() {
+                    match line {
+                        Some(line) => forward(line),
+                        None => open = false,
+                    }
+                }
+                let _ = tx.send(call);
+            }
+        }
+    }
+    let _ = tx.send(ProcessEvent::Closed);
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -187,12 +248,15 @@ impl Launcher {
             std::fs::create_dir(d).map_err(SpawnError::Scratch)?;
         }
         let (tx, events) = mpsc::unbounded_channel();
+        // The calls the CLI makes over HTTP reach the stdout reader, which hands them on after
+        // the lines printed before them.
+        let (calls_tx, calls) = mpsc::unbounded_channel();
         // A CLI that takes tools over HTTP gets its own route on the hub's tools server,
         // removed with the process.
         let (tool_route, endpoint) = match &profile.tools {
             Some(tools) if self.adapter.tools_over_http() => {
                 let server = ToolServer::shared().await.map_err(SpawnError::ToolServer)?;
-                let (route, endpoint) = server.register(tools.clone(), tx.clone());
+                let (route, endpoint) = server.register(tools.clone(), calls_tx);
                 (Some(route), Some(endpoint))
             }
             _ => (None, None),
@@ -248,16 +312,7 @@ impl Launcher {
 
         let adapter = self.adapter;
         if let Some(stdout) = child.stdout.take() {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut lines = lossy_lines(stdout, MAX_LINE_BYTES);
-                while let Some(line) = lines.next().await {
-                    if let Some(event) = adapter.parse_stdout(&line) {
-                        let _ = tx.send(ProcessEvent::Cli(event));
-                    }
-                }
-                let _ = tx.send(ProcessEvent::Closed);
-            });
+            tokio::spawn(forward_stdout(stdout, adapter, calls, tx.clone()));
         }
         if let Some(stderr) = child.stderr.take() {
             let tail = stderr_tail.clone();
@@ -478,6 +533,45 @@ mod tests {
             .collect()
             .await;
         assert_eq!(lines, ["first", "bad \u{fffd}\u{fffd} bytes", "last"]);
+    }
+
+    #[tokio::test]
+    async fn a_call_over_http_comes_after_the_lines_printed_before_it() {
+        use std::io::Write;
+        let adapter = ProviderKind::Gemini.adapter();
+        for _ in 0..20 {
+            let (read, write) = nix::unistd::pipe().unwrap();
+            let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(read).unwrap();
+            let (calls_tx, calls) = mpsc::unbounded_channel();
+            let (tx, mut events) = mpsc::unbounded_channel();
+            tokio::spawn(forward_stdout(stdout, adapter, calls, tx));
+            // The CLI prints its calls, then makes the first: the call can reach the hub
+            // before the reader has seen the pipe.
+            let mut pipe = std::fs::File::from(write);
+            for (id, city) in [("a", "Oslo"), ("b", "Rome")] {
+                writeln!(pipe, r#"{{"type":"tool_use","tool_name":"mcp_hub_f","tool_id":"{id}","parameters":{{"city":"{city}"}}}}"#).unwrap();
+            }
+            calls_tx
+                .send(ProcessEvent::Cli(CliEvent::ToolCallWaiting {
+                    request_id: "r".into(),
+                    rpc_id: serde_json::Value::from(1),
+                    tool_use_id: None,
+                    name: "f".into(),
+                    arguments: serde_json::json!({"city": "Oslo"}),
+                }))
+                .unwrap();
+            drop(pipe);
+            let mut order = Vec::new();
+            while let Some(event) = events.recv().await {
+                order.push(match event {
+                    ProcessEvent::Cli(CliEvent::ToolUse { id, .. }) => id,
+                    ProcessEvent::Cli(CliEvent::ToolCallWaiting { .. }) => "call".into(),
+                    ProcessEvent::Closed => "closed".into(),
+                    other => panic!("{other:?}"),
+                });
+            }
+            assert_eq!(order, ["a", "b", "call", "closed"]);
+        }
     }
 
     #[test]
