@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use super::json_line::Obj;
+
 use super::{
     Adapter, CliEvent, ControlReply, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode,
     ProviderKind, ToolEndpoint, TurnResult, Usage, quiet_env, tools, transcript,
@@ -184,37 +186,31 @@ fn user_line(text: &str) -> Vec<u8> {
 
 /// Parses one stream-json line. Unknown types and malformed lines are skipped, not fatal.
 pub fn parse_line(line: &str) -> Option<CliEvent> {
-    let v: Value = serde_json::from_str(line.trim()).ok()?;
-    match v.get("type")?.as_str()? {
-        "system" => match v.get("subtype")?.as_str()? {
+    let v = Obj::parse(line.trim())?;
+    match v.str("type")?.as_ref() {
+        "system" => match v.str("subtype")?.as_ref() {
             "init" => Some(CliEvent::Started {
-                model: str_field(&v, "model"),
-                api_key_source: str_field(&v, "apiKeySource"),
-                session_id: str_field(&v, "session_id"),
+                model: v.string("model"),
+                api_key_source: v.string("apiKeySource"),
+                session_id: v.string("session_id"),
             }),
             "api_retry" => Some(CliEvent::Retrying {
-                attempt: v.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32,
-                status: v
-                    .get("error_status")
-                    .and_then(Value::as_u64)
-                    .map(|s| s as u16),
+                attempt: v.u64("attempt").unwrap_or(0) as u32,
+                status: v.u64("error_status").map(|s| s as u16),
             }),
             _ => None,
         },
-        "stream_event" => stream_event(v.get("event")?),
+        "stream_event" => stream_event(&v.obj("event")?),
         // The CLI asks its host something: for the hub, only MCP messages to the tools server.
         "control_request" => {
-            let request_id = str_field(&v, "request_id")?;
-            let request = v.get("request")?;
-            let subtype = str_field(request, "subtype").unwrap_or_default();
+            let request_id = v.string("request_id")?;
+            let request = v.obj("request")?;
+            let subtype = request.string("subtype").unwrap_or_default();
             Some(
-                if subtype == "mcp_message"
-                    && request.get("server_name").and_then(Value::as_str)
-                        == Some(tools::SERVER_NAME)
-                {
+                if subtype == "mcp_message" && request.is("server_name", tools::SERVER_NAME) {
                     CliEvent::ToolServer {
                         request_id,
-                        message: request.get("message").cloned().unwrap_or(Value::Null),
+                        message: request.get("message").unwrap_or(Value::Null),
                     }
                 } else {
                     CliEvent::ControlRequest {
@@ -225,47 +221,45 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
             )
         }
         "assistant" => {
-            if let Some(error) = str_field(&v, "error") {
+            if let Some(error) = v.str("error") {
                 return Some(CliEvent::Failure(assistant_error(&error)));
             }
+            let message = v.obj("message")?;
             // The CLI's own placeholder, not the model's words: 2.1.197 answers `/clear` with
             // a `<synthetic>` message "(no content)".
-            if v.get("message")?.get("model").and_then(Value::as_str) == Some("<synthetic>") {
+            if message.is("model", "<synthetic>") {
                 return None;
             }
-            let content = v.get("message")?.get("content")?.as_array()?;
-            let text: String = content
+            let text: String = message
+                .objs("content")?
                 .iter()
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .filter(|b| b.is("type", "text"))
+                .filter_map(|b| b.str("text"))
                 .collect();
             Some(CliEvent::AssistantText(text))
         }
         // `/clear` answers with this line, then an empty result marked `local_command`.
-        "conversation_reset" => (v.get("trigger").and_then(Value::as_str) == Some("clear"))
+        "conversation_reset" => v
+            .is("trigger", "clear")
             .then_some(CliEvent::ConversationReset),
         "rate_limit_event" => {
-            let info = v.get("rate_limit_info")?;
-            (info.get("status")?.as_str()? == "rejected").then(|| {
+            let info = v.obj("rate_limit_info")?;
+            (info.str("status")? == "rejected").then(|| {
                 CliEvent::Failure(Failure::UsageLimited {
-                    resets_at: info.get("resetsAt").and_then(Value::as_i64),
+                    resets_at: info.i64("resetsAt"),
                 })
             })
         }
         "result" => {
-            let usage = v.get("usage").map(|u| Usage {
-                input_tokens: u.get("input_tokens").and_then(Value::as_u64).unwrap_or(0),
-                output_tokens: u.get("output_tokens").and_then(Value::as_u64).unwrap_or(0),
+            let usage = v.obj("usage").map(|u| Usage {
+                input_tokens: u.u64("input_tokens").unwrap_or(0),
+                output_tokens: u.u64("output_tokens").unwrap_or(0),
             });
             Some(CliEvent::Result(TurnResult {
-                text: str_field(&v, "result").unwrap_or_default(),
+                text: v.string("result").unwrap_or_default(),
                 usage,
-                is_error: v.get("is_error").and_then(Value::as_bool).unwrap_or(false)
-                    || v.get("subtype").and_then(Value::as_str) != Some("success"),
-                api_status: v
-                    .get("api_error_status")
-                    .and_then(Value::as_u64)
-                    .map(|s| s as u16),
+                is_error: v.bool("is_error").unwrap_or(false) || !v.is("subtype", "success"),
+                api_status: v.u64("api_error_status").map(|s| s as u16),
             }))
         }
         _ => None,
@@ -274,32 +268,34 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
 
 /// One event of the model's streamed answer: text, a tool call's start or arguments, or the end
 /// of one model message (`stop_reason` says whether it asks for tools).
-fn stream_event(event: &Value) -> Option<CliEvent> {
-    let index = || event.get("index").and_then(Value::as_u64).unwrap_or(0) as u32;
-    match event.get("type")?.as_str()? {
+fn stream_event(event: &Obj) -> Option<CliEvent> {
+    let index = || event.u64("index").unwrap_or(0) as u32;
+    match event.str("type")?.as_ref() {
         "content_block_delta" => {
-            let delta = event.get("delta")?;
-            match delta.get("type")?.as_str()? {
+            let delta = event.obj("delta")?;
+            match delta.str("type")?.as_ref() {
                 "text_delta" => Some(CliEvent::TextDelta(
-                    str_field(delta, "text").unwrap_or_default(),
+                    delta.string("text").unwrap_or_default(),
                 )),
                 "input_json_delta" => Some(CliEvent::ToolUseArgs {
                     index: index(),
-                    json: str_field(delta, "partial_json").unwrap_or_default(),
+                    json: delta.string("partial_json").unwrap_or_default(),
                 }),
                 _ => None,
             }
         }
         "content_block_start" => {
-            let block = event.get("content_block")?;
-            (block.get("type")?.as_str()? == "tool_use").then(|| CliEvent::ToolUseStart {
-                index: index(),
-                id: str_field(block, "id").unwrap_or_default(),
-                name: str_field(block, "name").unwrap_or_default(),
-            })
+            let block = event.obj("content_block")?;
+            block
+                .is("type", "tool_use")
+                .then(|| CliEvent::ToolUseStart {
+                    index: index(),
+                    id: block.string("id").unwrap_or_default(),
+                    name: block.string("name").unwrap_or_default(),
+                })
         }
         "message_delta" => Some(CliEvent::MessageEnd {
-            stop_reason: str_field(event.get("delta")?, "stop_reason"),
+            stop_reason: event.obj("delta")?.string("stop_reason"),
         }),
         _ => None,
     }
@@ -312,10 +308,6 @@ fn assistant_error(error: &str) -> Failure {
         "server_error" | "overloaded" => Failure::Upstream(error.to_string()),
         other => Failure::from_status(None, other),
     }
-}
-
-fn str_field(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(String::from)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use super::json_line::Obj;
 use super::{
     Adapter, CliEvent, Failure, LaunchProfile, LaunchSpec, Message, ProcessMode, ProviderKind,
     ToolEndpoint, TurnResult, Usage, quiet_env, tools, transcript,
@@ -220,49 +221,39 @@ pub fn user_settings_path(hub_env: &dyn Fn(&str) -> Option<String>) -> Option<Pa
 
 /// Parses one stream-json line of gemini's stdout.
 pub fn parse_line(line: &str) -> Option<CliEvent> {
-    let v: Value = serde_json::from_str(line.trim()).ok()?;
-    match v.get("type")?.as_str()? {
+    let v = Obj::parse(line.trim())?;
+    match v.str("type")?.as_ref() {
         "init" => Some(CliEvent::Started {
-            model: v.get("model").and_then(Value::as_str).map(String::from),
+            model: v.string("model"),
             api_key_source: None,
-            session_id: v
-                .get("session_id")
-                .and_then(Value::as_str)
-                .map(String::from),
+            session_id: v.string("session_id"),
         }),
-        "message" if v.get("role").and_then(Value::as_str) == Some("assistant") => {
-            let text = v.get("content")?.as_str()?.to_string();
-            Some(if v.get("delta").and_then(Value::as_bool) == Some(true) {
+        "message" if v.is("role", "assistant") => {
+            let text = v.string("content")?;
+            Some(if v.bool("delta") == Some(true) {
                 CliEvent::TextDelta(text)
             } else {
                 CliEvent::AssistantText(text)
             })
         }
         "tool_use" => Some(CliEvent::ToolUse {
-            id: v.get("tool_id")?.as_str()?.to_string(),
-            name: v.get("tool_name")?.as_str()?.to_string(),
+            id: v.string("tool_id")?,
+            name: v.string("tool_name")?,
             arguments: v
-                .get("parameters")
-                .map_or_else(|| "{}".to_string(), Value::to_string),
+                .get::<Value>("parameters")
+                .map_or_else(|| "{}".to_string(), |p| p.to_string()),
         }),
         "error" => {
-            let message = v
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("gemini reported an error");
+            let message = v.str("message");
+            let message = message.as_deref().unwrap_or("gemini reported an error");
             Some(CliEvent::Failure(Failure::from_status(None, message)))
         }
         "result" => {
-            let ok = v.get("status").and_then(Value::as_str) == Some("success");
-            let stats = v.get("stats");
-            let count = |k: &str| {
-                stats
-                    .and_then(|s| s.get(k))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-            };
+            let ok = v.is("status", "success");
+            let stats = v.obj("stats");
+            let count = |k: &str| stats.as_ref().and_then(|s| s.u64(k)).unwrap_or(0);
             let error_text = v
-                .get("error")
+                .get::<Value>("error")
                 .map(|e| {
                     e.get("message")
                         .and_then(Value::as_str)
@@ -271,7 +262,7 @@ pub fn parse_line(line: &str) -> Option<CliEvent> {
                 .unwrap_or_default();
             Some(CliEvent::Result(TurnResult {
                 text: if ok { String::new() } else { error_text },
-                usage: stats.map(|_| Usage {
+                usage: stats.as_ref().map(|_| Usage {
                     input_tokens: count("input_tokens"),
                     output_tokens: count("output_tokens"),
                 }),

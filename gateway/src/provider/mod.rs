@@ -8,6 +8,7 @@ pub mod claude;
 pub mod env;
 pub mod event;
 pub mod gemini;
+pub mod json_line;
 pub mod tools;
 pub mod transcript;
 

@@ -1,6 +1,7 @@
 //! The process runtime: CLI subprocesses, their pools, and what they teach about health.
 
 pub mod health;
+pub mod output;
 pub mod parked;
 pub mod pool;
 pub mod process;

@@ -21,8 +21,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout_at;
 
 use super::health::{Health, HealthState};
+use super::output::ProcessEvent;
 use super::parked::{self, Parking, Waiting};
-use super::process::{CliProcess, Launcher, ProcessEvent};
+use super::process::{CliProcess, Launcher};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::provider::{

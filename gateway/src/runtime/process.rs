@@ -1,5 +1,5 @@
 //! One CLI subprocess: spawned in its own process group, in a private scratch directory, with an
-//! allow-listed environment; its stdout and stderr parsed into events as they arrive.
+//! allow-listed environment; what it says is read as events (`output`).
 //!
 //! Dropping a `CliProcess` kills its whole process group, so a cancelled request, a timeout or
 //! a panic can never leave a CLI (or anything it started) behind.
@@ -11,16 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use std::os::fd::{AsRawFd, RawFd};
-
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
-use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
+use super::output::{Output, ProcessEvent, lossy_lines};
 use super::tool_server::{Registration, ToolServer};
 use crate::provider::tools::{self, McpStep};
 use crate::provider::{Adapter, CliEvent, ControlReply, LaunchProfile, process_env};
@@ -56,106 +54,7 @@ fn write_new(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
         .write_all(contents.as_bytes())
 }
 
-/// A pipe's lines, read until the pipe closes: a line over `max` bytes is skipped and invalid
-/// UTF-8 is replaced; neither ends the stream (a stopped reader would block the CLI on a full
-/// pipe, or read a live process as exited).
-fn lossy_lines(
-    pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    max: usize,
-) -> futures::stream::BoxStream<'static, String> {
-    let mut frames = FramedRead::new(
-        pipe,
-        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max),
-    );
-    async_stream::stream! {
-        // After a decoding error `FramedRead` yields one `None` and then reads on; only that
-        // `None` is not the end.
-        let mut after_error = false;
-        loop {
-            match frames.next().await {
-                Some(Ok(bytes)) => {
-                    after_error = false;
-                    yield String::from_utf8_lossy(&bytes).trim_end_matches('\r').to_string();
-                }
-                // The codec drops the rest of the over-long line.
-                Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => after_error = true,
-                Some(Err(AnyDelimiterCodecError::Io(_))) => return,
-                None if after_error => after_error = false,
-                None => return,
-            }
-        }
-    }
-    .boxed()
-}
-
-nix::ioctl_read_bad!(fionread, nix::libc::FIONREAD, nix::libc::c_int);
-
-/// Bytes written to the pipe `fd` and not read yet.
-fn unread_bytes(fd: RawFd) -> usize {
-    let mut n: nix::libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int; `fd` is the open pipe the caller reads.
-    match unsafe { fionread(fd, &mut n) } {
-        Ok(_) => usize::try_from(n).unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
-/// Forwards the CLI's stdout lines as events, ending with `Closed`, and the calls it makes to
-/// the tools server in their place among them. gemini prints a call's `tool_use` line and only
-/// then makes the call, over a socket the hub may well read first; the turn would then wait on
-/// a call it has not seen announced. Whatever is in the pipe when a call arrives was printed
-/// before it, so it is read and forwarded first.
-async fn forward_stdout(
-    stdout: impl tokio::io::AsyncRead + AsRawFd + Unpin + Send + 'static,
-    adapter: &'static dyn Adapter,
-    mut calls: mpsc::UnboundedReceiver<ProcessEvent>,
-    tx: mpsc::UnboundedSender<ProcessEvent>,
-) {
-    let fd = stdout.as_raw_fd();
-    let mut lines = lossy_lines(stdout, MAX_LINE_BYTES);
-    let forward = |line: String| {
-        if let Some(event) = adapter.parse_stdout(&line) {
-            let _ = tx.send(ProcessEvent::Cli(event));
-        }
-    };
-    let mut open = true;
-    while open {
-        tokio::select! {
-            biased;
-            line = lines.next() => match line {
-                Some(line) => forward(line),
-                None => open = false,
-            },
-            Some(call) = calls.recv() => {
-                while open && unread_bytes(fd) > 0 {
-                    match lines.next().await {
-                        Some(line) => forward(line),
-                        None => open = false,
-                    }
-                }
-                // Lines already read from the pipe and not yet handed out.
-                while open && let Some(line) = lines.next().now_or_never() {
-                    match line {
-                        Some(line) => forward(line),
-                        None => open = false,
-                    }
-                }
-                let _ = tx.send(call);
-            }
-        }
-    }
-    let _ = tx.send(ProcessEvent::Closed);
-}
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// What the readers of one process report.
-#[derive(Debug)]
-pub enum ProcessEvent {
-    Cli(CliEvent),
-    /// Stdout closed: the process is exiting or gone.
-    Closed,
-}
 
 /// How to start processes of one provider.
 #[derive(Clone)]
@@ -184,7 +83,7 @@ pub struct CliProcess {
     child: Child,
     pgid: Option<Pid>,
     stdin: Option<ChildStdin>,
-    events: mpsc::UnboundedReceiver<ProcessEvent>,
+    output: Output,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     // Removed when the process is dropped: the CLI's temp files may hold the conversation.
     _scratch: tempfile::TempDir,
@@ -247,9 +146,7 @@ impl Launcher {
         for d in [&work, &tmp] {
             std::fs::create_dir(d).map_err(SpawnError::Scratch)?;
         }
-        let (tx, events) = mpsc::unbounded_channel();
-        // The calls the CLI makes over HTTP reach the stdout reader, which hands them on after
-        // the lines printed before them.
+        let (stderr_tx, stderr_events) = mpsc::unbounded_channel();
         let (calls_tx, calls) = mpsc::unbounded_channel();
         // A CLI that takes tools over HTTP gets its own route on the hub's tools server,
         // removed with the process.
@@ -311,9 +208,8 @@ impl Launcher {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
 
         let adapter = self.adapter;
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward_stdout(stdout, adapter, calls, tx.clone()));
-        }
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let output = Output::new(adapter, stdout, MAX_LINE_BYTES, stderr_events, calls);
         if let Some(stderr) = child.stderr.take() {
             let tail = stderr_tail.clone();
             tokio::spawn(async move {
@@ -322,7 +218,7 @@ impl Launcher {
                 let mut lines = lossy_lines(stderr, MAX_STDERR_LINE_BYTES);
                 while let Some(line) = lines.next().await {
                     if let Some(event) = adapter.parse_stderr(&line) {
-                        let _ = tx.send(ProcessEvent::Cli(event));
+                        let _ = stderr_tx.send(event);
                     }
                     let mut tail = tail.lock().expect("stderr tail lock");
                     if tail.len() == STDERR_TAIL_LINES {
@@ -349,7 +245,7 @@ impl Launcher {
             child,
             pgid,
             stdin,
-            events,
+            output,
             stderr_tail,
             _scratch: scratch,
         })
@@ -381,7 +277,7 @@ impl CliProcess {
     /// `ToolCallWaiting`: its answer is the client's to give.
     pub async fn next_event(&mut self) -> Option<ProcessEvent> {
         loop {
-            let event = self.events.recv().await?;
+            let event = self.output.next().await;
             let reply = match event {
                 ProcessEvent::Cli(CliEvent::ToolServer {
                     request_id,
@@ -451,13 +347,9 @@ impl CliProcess {
         }
     }
 
-    /// Drops events a process printed while it sat idle.
-    pub fn drain_events(&mut self) -> bool {
-        let mut closed = false;
-        while let Ok(event) = self.events.try_recv() {
-            closed |= matches!(event, ProcessEvent::Closed);
-        }
-        closed
+    /// Drops what a process printed while it sat idle.
+    pub fn drain_events(&mut self) {
+        self.output.drain();
     }
 
     /// True while the process has not exited.
@@ -519,59 +411,6 @@ mod tests {
         assert!(err.to_string().contains("PATH"));
         // Nothing is left behind in the scratch root.
         assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
-    }
-
-    #[tokio::test]
-    async fn lines_go_on_past_an_overlong_line_and_invalid_utf8() {
-        let mut input = Vec::new();
-        input.extend_from_slice(b"first\n");
-        input.extend(std::iter::repeat_n(b'x', 70 * 1024));
-        input.extend_from_slice(b"\nbad \xff\xfe bytes\r\n");
-        input.extend(std::iter::repeat_n(b'y', 200 * 1024));
-        input.extend_from_slice(b"\nlast\n");
-        let lines: Vec<String> = lossy_lines(std::io::Cursor::new(input), 64 * 1024)
-            .collect()
-            .await;
-        assert_eq!(lines, ["first", "bad \u{fffd}\u{fffd} bytes", "last"]);
-    }
-
-    #[tokio::test]
-    async fn a_call_over_http_comes_after_the_lines_printed_before_it() {
-        use std::io::Write;
-        let adapter = ProviderKind::Gemini.adapter();
-        for _ in 0..20 {
-            let (read, write) = nix::unistd::pipe().unwrap();
-            let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(read).unwrap();
-            let (calls_tx, calls) = mpsc::unbounded_channel();
-            let (tx, mut events) = mpsc::unbounded_channel();
-            tokio::spawn(forward_stdout(stdout, adapter, calls, tx));
-            // The CLI prints its calls, then makes the first: the call can reach the hub
-            // before the reader has seen the pipe.
-            let mut pipe = std::fs::File::from(write);
-            for (id, city) in [("a", "Oslo"), ("b", "Rome")] {
-                writeln!(pipe, r#"{{"type":"tool_use","tool_name":"mcp_hub_f","tool_id":"{id}","parameters":{{"city":"{city}"}}}}"#).unwrap();
-            }
-            calls_tx
-                .send(ProcessEvent::Cli(CliEvent::ToolCallWaiting {
-                    request_id: "r".into(),
-                    rpc_id: serde_json::Value::from(1),
-                    tool_use_id: None,
-                    name: "f".into(),
-                    arguments: serde_json::json!({"city": "Oslo"}),
-                }))
-                .unwrap();
-            drop(pipe);
-            let mut order = Vec::new();
-            while let Some(event) = events.recv().await {
-                order.push(match event {
-                    ProcessEvent::Cli(CliEvent::ToolUse { id, .. }) => id,
-                    ProcessEvent::Cli(CliEvent::ToolCallWaiting { .. }) => "call".into(),
-                    ProcessEvent::Closed => "closed".into(),
-                    other => panic!("{other:?}"),
-                });
-            }
-            assert_eq!(order, ["a", "b", "call", "closed"]);
-        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
-use super::process::ProcessEvent;
+use super::output::ProcessEvent;
 use crate::provider::CliEvent;
 use crate::provider::tools::{self, McpStep, ToolEndpoint, ToolSet};
 

@@ -53,6 +53,29 @@ pub fn proc_mem(pid: u32) -> Mem {
     }
 }
 
+/// User + system CPU time of one process from `/proc/<pid>/stat` (zero when it is gone).
+pub fn proc_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: fields are counted after its closing parenthesis,
+    // where utime and stime are the 12th and 13th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100)
+        .max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / per_sec)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -116,6 +139,11 @@ impl Hub {
 
     pub fn mem(&self) -> Mem {
         proc_mem(self.pid)
+    }
+
+    /// CPU time the hub itself has used so far (user + system, its children not counted).
+    pub fn cpu(&self) -> Duration {
+        proc_cpu(self.pid)
     }
 
     pub fn log(&self) -> String {

@@ -577,9 +577,12 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
         // Without the hub: the same turns (and /clear between them) on fake-claude processes.
         let pool = DirectPool::start(&env.fake_spec(), slots, true).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let own_before = hub::proc_cpu(std::process::id());
         let direct = direct_load(pool, clients, warmup, measure).await;
+        let driver_cpu_us = (hub::proc_cpu(std::process::id()) - own_before).as_secs_f64() * 1e6
+            / direct.sent.max(1) as f64;
         log(&format!(
-            "{clients} clients, direct fake-claude: p50 {:.3} ms p99 {:.3} ms, {:.0} turns/s",
+            "{clients} clients, direct fake-claude: p50 {:.3} ms p99 {:.3} ms, {:.0} turns/s, {driver_cpu_us:.0} µs driver CPU per turn",
             direct.total.p50(),
             direct.total.p99(),
             direct.rps()
@@ -596,12 +599,18 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
         hub.wait_idle("claude", slots as u64, secs(60.0)).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle = hub.mem();
+        let cpu_before = hub.cpu();
+        let own_before = hub::proc_cpu(std::process::id());
         let result = hub_load(&hub, clients, warmup, measure).await;
+        // Per request sent, warm-up included: the CPU time covers the whole load.
+        let per_request = |d: Duration| d.as_secs_f64() * 1e6 / result.sent.max(1) as f64;
+        let cpu_us = per_request(hub.cpu() - cpu_before);
+        let client_cpu_us = per_request(hub::proc_cpu(std::process::id()) - own_before);
         let after = hub.mem();
         let spawns = hub.metric("llm_mcp_hub_process_spawns_total").await;
         let retired = hub.metric("llm_mcp_hub_process_retired_total").await;
         log(&format!(
-            "{clients} clients, hub: p50 {:.3} ms p99 {:.3} ms, {:.0} req/s, {} errors, RSS idle {:.1} MiB, peak {:.1} MiB",
+            "{clients} clients, hub: p50 {:.3} ms p99 {:.3} ms, {:.0} req/s, {} errors, {cpu_us:.0} µs hub CPU and {client_cpu_us:.0} µs load-generator CPU per request, RSS idle {:.1} MiB, peak {:.1} MiB",
             result.total.p50(),
             result.total.p99(),
             result.rps(),
@@ -619,6 +628,9 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
             "direct": direct.to_json(),
             "mem_idle": mem_json(idle),
             "mem_after": mem_json(after),
+            "hub_cpu_us_per_request": cpu_us,
+            "load_generator_cpu_us_per_request": client_cpu_us,
+            "direct_driver_cpu_us_per_turn": driver_cpu_us,
             "spawns": spawns,
             "retired": retired,
         }));
