@@ -1,0 +1,65 @@
+#!/bin/bash
+# How a long-lived claude's memory grows over requests (the reason for the default
+# `max_requests_per_process`): one hub with one claude process that is never recycled, against
+# the fake Anthropic server, sequential requests with 2 KB prompts, claude's RSS every 100.
+#
+# Needs: cargo build --release -p llm-mcp-hub && cargo build -p fake-models &&
+#        npm ci --prefix tests/cli
+# Usage: tests/bench/claude-memory.sh [REQUESTS]   (default 1000)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+requests=${1:-1000}
+work=$(mktemp -d "$root/target/claude-memory.XXXXXX")
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+cd "$work"
+
+"$root/target/debug/fake-models" > fakes.txt &
+until [ -s fakes.txt ]; do sleep 0.1; done
+anthropic=$(tr ' ' '\n' < fakes.txt | sed -n 's/^anthropic=//p')
+
+mkdir -p bin home scratch
+chmod 700 scratch
+printf '#!/bin/sh\nexport ANTHROPIC_BASE_URL=%s\nexec %s "$@"\n' \
+  "$anthropic" "$root/tests/cli/node_modules/.bin/claude" > bin/claude
+chmod +x bin/claude
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > hub.toml <<TOML
+listen = "127.0.0.1:$port"
+scratch_dir = "$work/scratch"
+[providers.claude]
+kind = "claude"
+command = "$work/bin/claude"
+warm_processes = 1
+max_idle = 1
+max_concurrency = 1
+max_requests_per_process = 1000000
+[providers.gemini]
+kind = "gemini"
+enabled = false
+TOML
+env -i PATH="$PATH" HOME="$work/home" CLAUDE_CODE_OAUTH_TOKEN=test-oauth-token \
+  "$root/target/release/llm-mcp-hub" serve --config hub.toml > hub.log 2>&1 &
+until curl -sf "http://127.0.0.1:$port/healthz" > /dev/null; do sleep 0.2; done
+
+rss_mib() {
+  local total=0 pid kib
+  for pid in $(pgrep -f "$root/tests/cli/node_modules/.bin/claude" || true); do
+    kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + kib))
+  done
+  echo $((total / 1024))
+}
+prompt=$(head -c 2000 /dev/zero | tr '\0' x)
+ask() {
+  curl -sf "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
+    -d "{\"model\":\"claude\",\"messages\":[{\"role\":\"user\",\"content\":\"request $1 $prompt\"}]}" > /dev/null
+}
+# The first request waits for the process's start-up; memory is counted from after it.
+ask 1
+echo "after 1 request: claude RSS $(rss_mib) MiB"
+for ((i = 2; i <= requests; i++)); do
+  ask "$i"
+  if ((i % 100 == 0)); then
+    echo "after $i requests: claude RSS $(rss_mib) MiB"
+  fi
+done
