@@ -183,6 +183,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_an_idle_process_printed_is_dropped_before_its_next_turn() {
+        use std::io::Write;
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(read).unwrap();
+        let (_calls_tx, calls) = mpsc::unbounded_channel();
+        let (stderr_tx, stderr) = mpsc::unbounded_channel();
+        let mut output = Output::new(ProviderKind::Claude.adapter(), stdout, 1024, stderr, calls);
+        let mut pipe = std::fs::File::from(write);
+        // A late answer, printed while nobody listened: it must not end the next turn.
+        writeln!(
+            pipe,
+            r#"{{"type":"result","subtype":"success","is_error":false,"result":"stale"}}"#
+        )
+        .unwrap();
+        stderr_tx
+            .send(CliEvent::Failure(crate::provider::Failure::Crashed(
+                "old".into(),
+            )))
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        output.drain();
+        writeln!(
+            pipe,
+            r#"{{"type":"system","subtype":"init","session_id":"new","apiKeySource":"none"}}"#
+        )
+        .unwrap();
+        let ProcessEvent::Cli(CliEvent::Started { session_id, .. }) = output.next().await else {
+            panic!("the stale line came out")
+        };
+        assert_eq!(session_id.as_deref(), Some("new"));
+    }
+
+    #[tokio::test]
     async fn a_call_over_http_comes_after_the_lines_printed_before_it() {
         use std::io::Write;
         for _ in 0..20 {
