@@ -324,8 +324,8 @@ impl Pool {
                             }
                         };
                         let cli = match event {
-                            Some(ProcessEvent::Cli(cli)) => cli,
-                            None | Some(ProcessEvent::Closed) => {
+                            ProcessEvent::Cli(cli) => cli,
+                            ProcessEvent::Closed => {
                                 let code = process.exit_code().await;
                                 let failure = adapter.classify_exit(code, &process.stderr_tail());
                                 if matches!(failure, Failure::Crashed(_)) {
@@ -903,29 +903,29 @@ async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration)
     let mut proven = false;
     loop {
         match timeout_at(deadline, process.next_event()).await {
-            Ok(Some(ProcessEvent::Cli(CliEvent::ConversationReset))) => proven = true,
-            Ok(Some(ProcessEvent::Cli(CliEvent::Started {
+            Ok(ProcessEvent::Cli(CliEvent::ConversationReset)) => proven = true,
+            Ok(ProcessEvent::Cli(CliEvent::Started {
                 session_id: Some(id),
                 ..
-            }))) => {
+            })) => {
                 proven |= before.as_ref().is_some_and(|b| *b != id);
                 process.session_id = Some(id);
             }
-            Ok(Some(ProcessEvent::Cli(CliEvent::Result(r)))) => {
+            Ok(ProcessEvent::Cli(CliEvent::Result(r))) => {
                 return match (!r.is_error && r.text.trim().is_empty(), proven) {
                     (true, true) => Reset::Verified,
                     (true, false) => Reset::Unproven,
                     (false, _) => Reset::Failed,
                 };
             }
-            Ok(Some(ProcessEvent::Cli(CliEvent::TextDelta(t) | CliEvent::AssistantText(t))))
+            Ok(ProcessEvent::Cli(CliEvent::TextDelta(t) | CliEvent::AssistantText(t)))
                 if !t.trim().is_empty() =>
             {
                 return Reset::Failed;
             }
-            Ok(Some(ProcessEvent::Cli(CliEvent::Failure(_)))) => return Reset::Failed,
-            Ok(Some(ProcessEvent::Cli(_))) => {}
-            Ok(None | Some(ProcessEvent::Closed)) | Err(_) => return Reset::Failed,
+            Ok(ProcessEvent::Cli(CliEvent::Failure(_))) => return Reset::Failed,
+            Ok(ProcessEvent::Cli(_)) => {}
+            Ok(ProcessEvent::Closed) | Err(_) => return Reset::Failed,
         }
     }
 }

@@ -271,11 +271,11 @@ impl CliProcess {
         Ok(())
     }
 
-    /// The next event of the CLI. Its requests to the hub are answered here, whatever the
+    /// The next event of the CLI (`Closed` once its stdout has ended). Its requests to the hub are answered here, whatever the
     /// caller is doing (a turn, a reset, a warm-up): the MCP handshake and tool listing from the
     /// process's tool set, anything else refused. Only a call to a client's tool comes out, as
     /// `ToolCallWaiting`: its answer is the client's to give.
-    pub async fn next_event(&mut self) -> Option<ProcessEvent> {
+    pub async fn next_event(&mut self) -> ProcessEvent {
         loop {
             let event = self.output.next().await;
             let reply = match event {
@@ -299,13 +299,13 @@ impl CliProcess {
                             tool_use_id,
                             arguments,
                         } => {
-                            return Some(ProcessEvent::Cli(CliEvent::ToolCallWaiting {
+                            return ProcessEvent::Cli(CliEvent::ToolCallWaiting {
                                 request_id,
                                 rpc_id,
                                 tool_use_id,
                                 name,
                                 arguments,
-                            }));
+                            });
                         }
                     }
                 }
@@ -319,7 +319,7 @@ impl CliProcess {
                         ControlReply::Refused("not supported by this host"),
                     )
                 }
-                other => return Some(other),
+                other => return other,
             };
             if let Some(line) = self.adapter.control_reply(&reply.0, reply.1) {
                 // A broken stdin shows as the process closing, which the caller handles.
