@@ -1,11 +1,10 @@
 //! One JSON object of a CLI's output, read lazily: its members stay unparsed slices of the line
 //! until one is asked for.
 //!
-//! The hub reads a handful of fields of each line the CLIs print (a dozen lines per turn), and
-//! building a whole `serde_json::Value` for each — every key and string allocated, every object
-//! a tree map — was a measurable part of what a request costs. Reading is as forgiving as
-//! `Value`: a member that is missing or of another type reads as `None`, and never makes the
-//! rest of the line unreadable.
+//! The hub reads a handful of fields of each line the CLIs print (a dozen lines per turn);
+//! building a whole `serde_json::Value` for each would allocate every key and string and a tree
+//! map per object, only to drop them. Reading is as forgiving as `Value`: a member that is
+//! missing or of another type reads as `None`, and never makes the rest of the line unreadable.
 
 use std::borrow::Cow;
 use std::fmt;

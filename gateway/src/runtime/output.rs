@@ -2,10 +2,9 @@
 //! to the hub's tools server.
 //!
 //! Stdout is read by whoever awaits the next event (a turn, a reset, a warm-up), not by a task
-//! of its own: every line of every turn would otherwise cross a channel and wake a second task,
-//! which was a measurable part of what the hub costs per request. While nobody reads, the lines
-//! wait in the pipe. Stderr is read by a task, since nothing else reads it and a full pipe
-//! would block the CLI.
+//! of its own: no line crosses a channel or wakes a second task, and while nobody reads, the
+//! lines wait in the pipe (a slow client holds the CLI back instead of filling the hub's memory).
+//! Stderr is read by a task, since nothing else reads it and a full pipe would block the CLI.
 
 use std::os::fd::{AsRawFd, RawFd};
 
