@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::client::{Timing, chat_stream, http_client};
-use crate::hub::{Mem, proc_mem, sweep};
+use crate::hub::{Mem, proc_cpu, proc_mem, sweep};
 use crate::load::{LoadResult, closed_loop};
 use crate::stats::Lat;
 use crate::{Env, log, mem_json, secs};
@@ -86,7 +86,7 @@ impl Proc {
 
     /// User + system CPU time of the process so far.
     fn cpu(&self) -> Duration {
-        cpu_time(self.pid)
+        proc_cpu(self.pid)
     }
 
     async fn stop(mut self) {
@@ -114,22 +114,6 @@ impl Drop for Proc {
             sweep(s);
         }
     }
-}
-
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
-    Duration::from_micros(ticks * 1_000_000 / hz.max(1))
 }
 
 fn free_port() -> u16 {
