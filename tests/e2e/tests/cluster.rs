@@ -274,7 +274,19 @@ async fn a_usage_limited_account_moves_traffic_then_all_limited_is_429_with_the_
     router.wait_ready_workers("claude", 2).await;
 
     a.fake.force(Some("[[status:429]] [[reset-in:900]]"));
-    for i in 0..4 {
+    // Equally loaded workers are picked at random: requests go on until one has reached `a`
+    // (at most 32; all 32 on `b` has a chance of 2^-32), and every one is answered by `b`.
+    let account_a = |claude: &serde_json::Value| {
+        claude["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|acc| acc["name"] == "a")
+            .cloned()
+            .unwrap()
+    };
+    let mut claude = router.provider("claude").await;
+    for i in 0..32 {
         let r = router
             .chat(
                 json!({"model": "claude", "messages": [user(&format!("[[reply:b{i}]]"))]}),
@@ -288,16 +300,12 @@ async fn a_usage_limited_account_moves_traffic_then_all_limited_is_429_with_the_
             format!("b{i}"),
             "answered by the other account"
         );
+        claude = router.provider("claude").await;
+        if account_a(&claude)["health"] == "usage_limited" {
+            break;
+        }
     }
-    let claude = router.provider("claude").await;
-    let limited = claude["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|acc| acc["name"] == "a")
-        .cloned()
-        .unwrap();
-    assert_eq!(limited["health"], "usage_limited", "{claude}");
+    assert_eq!(account_a(&claude)["health"], "usage_limited", "{claude}");
     assert_eq!(claude["health"], "ready");
 
     b.fake.force(Some("[[status:429]] [[reset-in:300]]"));
