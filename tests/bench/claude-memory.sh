@@ -1,11 +1,13 @@
 #!/bin/bash
-# How a long-lived claude's memory grows over requests (the reason for the default
-# `max_requests_per_process`): one hub with one claude process that is never recycled, against
-# the fake Anthropic server, sequential requests with 2 KB prompts, claude's RSS every 100.
+# How a long-lived claude's memory grows over requests (the reason for `max_process_rss_mib`):
+# one hub with one claude process that is never recycled, against the fake Anthropic server,
+# sequential requests with 2 KB prompts, claude's RSS and scratch directory every 100.
+# With RECYCLE=default the hub keeps its default recycling, and the processes it started and
+# retired (by reason) are printed at the end.
 #
 # Needs: cargo build --release -p llm-mcp-hub && cargo build -p fake-models &&
 #        npm ci --prefix tests/cli
-# Usage: tests/bench/claude-memory.sh [REQUESTS]   (default 1000)
+# Usage: [RECYCLE=default] tests/bench/claude-memory.sh [REQUESTS]   (default 1000)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 requests=${1:-1000}
@@ -23,6 +25,8 @@ printf '#!/bin/sh\nexport ANTHROPIC_BASE_URL=%s\nexec %s "$@"\n' \
   "$anthropic" "$root/tests/cli/node_modules/.bin/claude" > bin/claude
 chmod +x bin/claude
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+recycling=$'max_requests_per_process = 1000000\nmax_process_rss_mib = 0'
+if [ "${RECYCLE:-}" = default ]; then recycling=""; fi
 cat > hub.toml <<TOML
 listen = "127.0.0.1:$port"
 scratch_dir = "$work/scratch"
@@ -32,7 +36,7 @@ command = "$work/bin/claude"
 warm_processes = 1
 max_idle = 1
 max_concurrency = 1
-max_requests_per_process = 1000000
+$recycling
 [providers.gemini]
 kind = "gemini"
 enabled = false
@@ -56,10 +60,12 @@ ask() {
 }
 # The first request waits for the process's start-up; memory is counted from after it.
 ask 1
-echo "after 1 request: claude RSS $(rss_mib) MiB"
+scratch_kib() { du -sk scratch | cut -f1; }
+echo "after 1 request: claude RSS $(rss_mib) MiB, scratch $(scratch_kib) KiB"
 for ((i = 2; i <= requests; i++)); do
   ask "$i"
   if ((i % 100 == 0)); then
-    echo "after $i requests: claude RSS $(rss_mib) MiB"
+    echo "after $i requests: claude RSS $(rss_mib) MiB, scratch $(scratch_kib) KiB"
   fi
 done
+curl -sf "http://127.0.0.1:$port/metrics" | grep -E '^llm_mcp_hub_process_(spawns|retired)_total' || true

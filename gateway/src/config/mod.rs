@@ -189,7 +189,12 @@ pub struct ProviderConfig {
     pub reset_timeout_ms: u64,
     /// A long-lived process is retired after at most this many requests (some up to a tenth
     /// sooner, so processes are not all replaced at once); its successor starts during its last.
+    /// A backstop: `max_process_rss_mib` usually retires a real CLI first.
     pub max_requests_per_process: u32,
+    /// A long-lived process is retired once its resident memory reaches this many MiB, read
+    /// after each request (a long-lived claude grows from ≈ 205 MiB to ≈ 330 over 500 requests). From 90 % of it
+    /// the process takes one more request while its successor starts. 0 turns this off.
+    pub max_process_rss_mib: u64,
     /// A long-lived process is retired once it is this old, in seconds (then replaced).
     pub max_process_age_secs: u64,
     /// The CLI's own retries of its model server tolerated before the request fails with 502.
@@ -275,7 +280,8 @@ impl ProviderConfig {
             request_timeout_secs: 300,
             idle_timeout_secs: 120,
             reset_timeout_ms: 5000,
-            max_requests_per_process: 100,
+            max_requests_per_process: 1000,
+            max_process_rss_mib: 320,
             max_process_age_secs: 3600,
             max_upstream_retries: 3,
             usage_limit_backoff_secs: 300,

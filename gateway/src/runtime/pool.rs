@@ -793,18 +793,31 @@ impl Pool {
             self.update_gauges();
             return;
         }
-        let worn = process.turns >= process.recycle_at
-            || process.started.elapsed() >= Duration::from_secs(self.cfg.max_process_age_secs);
-        if worn {
-            drop(permit);
-            self.retire(process, "recycled");
-            self.refill_warm();
-            return;
-        }
-        if process.turns + 1 == process.recycle_at && process.profile == self.default_profile {
-            // Its next turn is its last: the successor starts now, beside it, so the request
-            // after that finds a ready process instead of waiting for a start-up.
-            self.start_warm();
+        let rss_cap = self.cfg.max_process_rss_mib.saturating_mul(1024 * 1024);
+        let rss = if rss_cap > 0 {
+            process.rss_bytes()
+        } else {
+            None
+        };
+        let max_age = Duration::from_secs(self.cfg.max_process_age_secs);
+        match wear(&process, process.started.elapsed() >= max_age, rss, rss_cap) {
+            Wear::Worn(reason) => {
+                drop(permit);
+                tracing::debug!(provider = %self.name, pid = ?process.pid(), rss, turns = process.turns, "{reason}: retiring");
+                self.retire(process, reason);
+                self.refill_warm();
+                return;
+            }
+            Wear::OneMoreTurn(reason) => {
+                process.recycle_at = process.turns + 1;
+                process.recycle_reason = reason;
+                if process.profile == self.default_profile {
+                    // Its next turn is its last: the successor starts now, beside it, so the
+                    // request after that finds a ready process instead of waiting for a start-up.
+                    self.start_warm();
+                }
+            }
+            Wear::Fresh => {}
         }
         tokio::spawn(async move {
             let line = self.launcher.adapter.reset_turn();
@@ -930,6 +943,53 @@ async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration)
     }
 }
 
+/// What a long-lived process that just answered has left in it.
+#[derive(Debug, PartialEq, Eq)]
+enum Wear {
+    Fresh,
+    /// It takes one more request, then is retired for this reason.
+    OneMoreTurn(&'static str),
+    /// Retired now, for this reason (the metrics' label).
+    Worn(&'static str),
+}
+
+/// Decides from the turns served, the age, and the resident memory (`rss` against a nonzero
+/// `rss_cap`, in bytes) whether a process goes on serving.
+fn wear(process: &CliProcess, too_old: bool, rss: Option<u64>, rss_cap: u64) -> Wear {
+    wear_of(
+        process.turns,
+        process.recycle_at,
+        process.recycle_reason,
+        too_old,
+        rss,
+        rss_cap,
+    )
+}
+
+fn wear_of(
+    turns: u32,
+    recycle_at: u32,
+    recycle_reason: &'static str,
+    too_old: bool,
+    rss: Option<u64>,
+    rss_cap: u64,
+) -> Wear {
+    let rss = rss.filter(|_| rss_cap > 0).unwrap_or(0);
+    if turns >= recycle_at {
+        Wear::Worn(recycle_reason)
+    } else if too_old {
+        Wear::Worn("recycled")
+    } else if rss >= rss_cap && rss_cap > 0 {
+        Wear::Worn("memory")
+    } else if turns + 1 == recycle_at {
+        Wear::OneMoreTurn(recycle_reason)
+    } else if rss_cap > 0 && rss >= rss_cap / 10 * 9 {
+        Wear::OneMoreTurn("memory")
+    } else {
+        Wear::Fresh
+    }
+}
+
 /// The turns after which a process is recycled: `max` less up to a tenth, picked by `random`,
 /// so processes started at the same time are not all replaced at once. Never below 1.
 fn recycle_limit(max: u32, random: u32) -> u32 {
@@ -982,6 +1042,38 @@ mod tests {
         assert_eq!(recycle_limit(1, 7), 1);
         assert_eq!(recycle_limit(0, 7), 1);
         assert_eq!(recycle_limit(u32::MAX, 0), u32::MAX);
+    }
+
+    #[test]
+    fn a_process_is_retired_by_its_turns_its_age_or_its_memory() {
+        const MIB: u64 = 1024 * 1024;
+        let cap = 320 * MIB;
+        let fresh = |turns, rss| wear_of(turns, 100, "recycled", false, rss, cap);
+        assert_eq!(fresh(10, Some(200 * MIB)), Wear::Fresh);
+        assert_eq!(
+            fresh(10, None),
+            Wear::Fresh,
+            "unreadable memory does not retire"
+        );
+        assert_eq!(fresh(99, Some(200 * MIB)), Wear::OneMoreTurn("recycled"));
+        assert_eq!(fresh(100, Some(200 * MIB)), Wear::Worn("recycled"));
+        // From 90 % of the cap one more request, at the cap none.
+        assert_eq!(fresh(10, Some(cap / 10 * 9)), Wear::OneMoreTurn("memory"));
+        assert_eq!(fresh(10, Some(cap)), Wear::Worn("memory"));
+        // Once its last turn is set the process goes under the reason it was given.
+        assert_eq!(
+            wear_of(11, 11, "memory", false, Some(250 * MIB), cap),
+            Wear::Worn("memory")
+        );
+        assert_eq!(
+            wear_of(10, 100, "recycled", true, Some(MIB), cap),
+            Wear::Worn("recycled")
+        );
+        // A cap of 0 is off, however large the process.
+        assert_eq!(
+            wear_of(10, 100, "recycled", false, Some(u64::MAX), 0),
+            Wear::Fresh
+        );
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct CliProcess {
     /// Turns after which the pool retires this process (its `max_requests_per_process`, less
     /// a little jitter so processes started together are not all replaced at once).
     pub recycle_at: u32,
+    /// What the metrics call this process's retirement once `recycle_at` is reached.
+    pub recycle_reason: &'static str,
     /// The conversation id the CLI last reported (its init line); a reset must change it or
     /// say so otherwise.
     pub session_id: Option<String>,
@@ -85,6 +87,8 @@ pub struct CliProcess {
     stdin: Option<ChildStdin>,
     output: Output,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// `/proc/<pid>/statm`, kept open so reading the resident memory is one `pread`.
+    statm: Option<std::fs::File>,
     // Removed when the process is dropped: the CLI's temp files may hold the conversation.
     _scratch: tempfile::TempDir,
 }
@@ -205,6 +209,10 @@ impl Launcher {
             },
         })?;
         let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+        // Absent where there is no procfs: memory-based recycling is then off.
+        let statm = child
+            .id()
+            .and_then(|pid| std::fs::File::open(format!("/proc/{pid}/statm")).ok());
         let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)));
 
         let adapter = self.adapter;
@@ -239,6 +247,7 @@ impl Launcher {
             started: Instant::now(),
             turns: 0,
             recycle_at: u32::MAX,
+            recycle_reason: "recycled",
             session_id: None,
             adapter,
             tool_route,
@@ -247,6 +256,7 @@ impl Launcher {
             stdin,
             output,
             stderr_tail,
+            statm,
             _scratch: scratch,
         })
     }
@@ -365,6 +375,17 @@ impl CliProcess {
         }
     }
 
+    /// The CLI's resident memory in bytes (its own process, not its children), or `None` when
+    /// it cannot be read (no procfs, or the process is gone).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let file = self.statm.as_ref()?;
+        let mut buf = [0u8; 128];
+        // procfs regenerates the file for a read at offset 0: always the current figure.
+        let n = file.read_at(&mut buf, 0).ok()?;
+        statm_rss_bytes(std::str::from_utf8(&buf[..n]).ok()?, page_size())
+    }
+
     pub fn stderr_tail(&self) -> String {
         let tail = self.stderr_tail.lock().expect("stderr tail lock");
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
@@ -378,6 +399,22 @@ impl CliProcess {
     }
 }
 
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .map_or(4096, |p| p as u64)
+    })
+}
+
+/// The resident set in bytes from a `/proc/<pid>/statm` line (sizes in pages: total, resident, …).
+fn statm_rss_bytes(statm: &str, page: u64) -> Option<u64> {
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page)
+}
+
 impl Drop for CliProcess {
     fn drop(&mut self) {
         self.kill_group();
@@ -388,7 +425,65 @@ impl Drop for CliProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resident_set_is_the_second_statm_field_in_pages() {
+        assert_eq!(
+            statm_rss_bytes("183645 52431 9120 1 0 60121 0\n", 4096),
+            Some(52431 * 4096)
+        );
+        assert_eq!(statm_rss_bytes("183645\n", 4096), None);
+        assert_eq!(statm_rss_bytes("", 4096), None);
+    }
+
     use crate::provider::ProviderKind;
+
+    #[tokio::test]
+    async fn a_live_process_reports_its_resident_memory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Takes the claude adapter's arguments and waits on stdin.
+        let cli = dir.path().join("cli");
+        std::fs::write(&cli, "#!/bin/sh\nexec cat\n").unwrap();
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch).unwrap();
+        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let launcher = Launcher {
+            adapter: ProviderKind::Claude.adapter(),
+            command: cli,
+            configured_env: BTreeMap::new(),
+            scratch_root: scratch,
+        };
+        let profile = LaunchProfile {
+            model: "sonnet".into(),
+            system: None,
+            tools: None,
+        };
+        let process = launcher.spawn(&profile).await.unwrap();
+        let status = format!("/proc/{}/status", process.pid().unwrap());
+        let vm_rss_kib = || {
+            std::fs::read_to_string(&status)
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        // The process may still be starting: compare once two reads around the kernel's own
+        // figure agree.
+        for _ in 0..100 {
+            let before = process.rss_bytes().expect("procfs is there");
+            let kib = vm_rss_kib();
+            if process.rss_bytes() == Some(before) && kib.is_some() {
+                assert!(before > 0);
+                assert_eq!(Some(before / 1024), kib, "statm and status disagree");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the resident memory never held still");
+    }
 
     #[tokio::test]
     async fn a_missing_cli_is_named_with_the_fix() {

@@ -507,6 +507,49 @@ async fn a_recycle_starts_one_process_not_two() {
     assert!(spawns <= 6, "{spawns} processes for 5 recycles:\n{metrics}");
 }
 
+/// The value of one metric line, e.g. `llm_mcp_hub_process_spawns_total{provider="claude"}`.
+fn metric(metrics: &str, name_and_labels: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_over_its_memory_cap_is_replaced_after_its_request() {
+    // A cap far below any real claude: each process answers one request and is then retired
+    // for its memory, without waiting for the request count.
+    let hub = Hub::start_with(claude_only(
+        "max_concurrency = 1\nwarm_processes = 1\nmax_process_rss_mib = 1",
+    ))
+    .await;
+    hub.wait_idle("claude", 1).await;
+    for i in 0..3 {
+        let r = hub
+            .chat(json!({"model": "claude", "messages": [user(&format!("[[reply:answer {i}]]"))]}))
+            .await;
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("answer {i}")
+        );
+    }
+    hub.wait_idle("claude", 1).await;
+    let metrics = hub.metrics().await;
+    let retired = metric(
+        &metrics,
+        r#"llm_mcp_hub_process_retired_total{provider="claude",reason="memory"}"#,
+    );
+    assert_eq!(retired, Some(3), "{metrics}");
+    let spawns = metric(
+        &metrics,
+        r#"llm_mcp_hub_process_spawns_total{provider="claude"}"#,
+    );
+    // The first, then one successor per retired process.
+    assert_eq!(spawns, Some(4), "{metrics}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn no_text_is_forwarded_unless_the_cli_said_it_runs_on_the_oauth_login() {
     // A claude that reports another credential source, and one whose start line never came:
