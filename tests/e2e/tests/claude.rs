@@ -239,6 +239,61 @@ async fn a_reset_that_cannot_be_verified_means_one_shot_processes_not_reuse() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_process_whose_reset_fails_is_never_reused() {
+    // A reset that comes back as an error: the process must be retired, and the next request
+    // answered by a fresh one, without the previous conversation.
+    let hub = Hub::start_with(HubOptions {
+        claude_stdout_filter: Some(
+            r#"sed -u -e '/"local_command":"clear"/s/"is_error":false/"is_error":true/'"#.into(),
+        ),
+        ..claude_only("max_concurrency = 1\nwarm_processes = 0\nmax_idle = 1")
+    })
+    .await;
+    for i in 0..3 {
+        let r = hub
+            .chat(json!({"model": "claude", "messages": [user(&format!("secret-{i}"))]}))
+            .await;
+        assert_eq!(r.status(), 200, "request {i}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("echo: secret-{i}")
+        );
+    }
+    let sent = hub.anthropic.chat_requests();
+    assert_eq!(sent.len(), 3);
+    for (i, req) in sent.iter().enumerate().skip(1) {
+        let body = req.body.to_string();
+        assert!(
+            !body.contains(&format!("secret-{}", i - 1)),
+            "request {i} carried the previous one: {body}"
+        );
+    }
+    // The reset runs after the answer: wait for the last one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = hub.metrics().await;
+        let failed = metric(
+            &metrics,
+            r#"llm_mcp_hub_process_retired_total{provider="claude",reason="reset_failed"}"#,
+        );
+        if failed == Some(3) || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        metrics.contains(r#"process_retired_total{provider="claude",reason="reset_failed"} 3"#),
+        "{metrics}"
+    );
+    let spawns = metric(
+        &metrics,
+        r#"llm_mcp_hub_process_spawns_total{provider="claude"}"#,
+    );
+    assert_eq!(spawns, Some(3), "one process per request: {metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn client_text_cannot_run_cli_commands() {
     let hub = Hub::start_with(claude_only("max_concurrency = 1\nmax_idle = 1")).await;
     let r = hub
