@@ -28,6 +28,9 @@ pub struct CliSpec {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Files the arguments name, relative to the working directory (the hub's launch spec, e.g.
+    /// claude's system prompt file), written before the start.
+    pub files: Vec<(PathBuf, String)>,
     /// Private working and temp directories are made below this.
     pub scratch_root: PathBuf,
 }
@@ -44,6 +47,13 @@ impl CliSpec {
         let tmp = dir.path().join("tmp");
         std::fs::create_dir(&work)?;
         std::fs::create_dir(&tmp)?;
+        for (rel, contents) in &self.files {
+            let path = work.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, contents)?;
+        }
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
@@ -316,12 +326,13 @@ impl DirectPool {
 
     pub async fn turn(self: &Arc<Self>, text: &str) -> Result<Timing, String> {
         let start = Instant::now();
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
+        // Bounded: a process that failed takes its slot with it, and with all of them gone a
+        // client would otherwise wait forever.
+        let permit =
+            tokio::time::timeout(Duration::from_secs(60), self.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| "no process free for 60 s".to_string())?
+                .map_err(|e| e.to_string())?;
         let Some(mut p) = self.idle.lock().expect("idle lock").pop() else {
             return Err("no process left".into());
         };

@@ -197,7 +197,7 @@ struct Env {
 }
 
 impl Env {
-    fn claude_spec(&self, args: Vec<String>) -> CliSpec {
+    fn claude_spec(&self, (args, files): (Vec<String>, Vec<(PathBuf, String)>)) -> CliSpec {
         let mut env = base_env(&self.work.join("home-direct"));
         env.extend(quiet_env());
         env.push(("CLAUDE_CODE_OAUTH_TOKEN".into(), "test-oauth-token".into()));
@@ -206,6 +206,7 @@ impl Env {
             program: self.clis.join("claude"),
             args,
             env,
+            files,
             scratch_root: self.work.join("direct"),
         }
     }
@@ -233,15 +234,18 @@ impl Env {
                 .map(String::from)
                 .to_vec(),
             env,
+            files: Vec::new(),
             scratch_root: self.work.join("direct"),
         }
     }
 
     fn fake_spec(&self) -> CliSpec {
+        let (args, files) = long_launch();
         CliSpec {
             program: self.fake_claude.clone(),
-            args: long_args(),
+            args,
             env: base_env(&self.work.join("home-direct")),
+            files,
             scratch_root: self.work.join("direct"),
         }
     }
@@ -262,17 +266,19 @@ fn base_env(home: &Path) -> Vec<(String, String)> {
 
 /// The hub's own long-lived claude command line (its default model and system prompt), so
 /// driving claude directly runs exactly what the hub runs.
-fn long_args() -> Vec<String> {
+/// The hub's long-lived claude command line, and the files it names (relative to the working
+/// directory).
+fn long_launch() -> (Vec<String>, Vec<(PathBuf, String)>) {
     let defaults = ProviderConfig::for_kind(ProviderKind::Claude);
     let profile = LaunchProfile {
         model: defaults.default_model,
         system: Some(defaults.default_system_prompt),
         tools: None,
     };
-    ProviderKind::Claude
+    let spec = ProviderKind::Claude
         .adapter()
-        .launch(&profile, Path::new("."), &|_| None, None)
-        .args
+        .launch(&profile, Path::new("."), &|_| None, None);
+    (spec.args, spec.files)
 }
 
 /// The fresh one-shot command line of the issue (prompt on stdin, stdin closed).
@@ -452,7 +458,10 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         idle.hwm_mib()
     ));
     let http = http_client();
-    let one_shot = env.claude_spec(ONE_SHOT_ARGS.iter().map(|s| s.to_string()).collect());
+    let one_shot = env.claude_spec((
+        ONE_SHOT_ARGS.iter().map(|s| s.to_string()).collect(),
+        Vec::new(),
+    ));
 
     // Warm-up (not recorded): the pooled process's first turn, and one fresh run.
     let mut warmup = Vec::new();
@@ -692,7 +701,7 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
 
     let mut directs = Vec::new();
     for reset_in_slot in [false, true] {
-        let pool = DirectPool::start(&env.claude_spec(long_args()), n, reset_in_slot).await?;
+        let pool = DirectPool::start(&env.claude_spec(long_launch()), n, reset_in_slot).await?;
         tokio::time::sleep(startup).await;
         let direct = direct_load(pool, n, warmup, measure).await;
         log(&format!(
@@ -756,7 +765,7 @@ async fn scenario_cpu(env: &Env) -> anyhow::Result<Value> {
     log(&format!(
         "scenario 4: CPU of {runs} turns and resets of one real claude process"
     ));
-    let mut cli = LongLived::spawn(&env.claude_spec(long_args())).await?;
+    let mut cli = LongLived::spawn(&env.claude_spec(long_launch())).await?;
     tokio::time::sleep(secs(8.0)).await;
     cli.turn("warm up", Instant::now()).await?;
     cli.clear().await?;
