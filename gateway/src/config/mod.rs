@@ -191,8 +191,8 @@ pub struct ProviderConfig {
     /// sooner, so processes are not all replaced at once); its successor starts during its last.
     /// A backstop: `max_process_rss_mib` usually retires a real CLI first.
     pub max_requests_per_process: u32,
-    /// A long-lived process is retired once its resident memory reaches this many MiB, read
-    /// after each request (a long-lived claude grows from ≈ 205 MiB to ≈ 330 over 500 requests). From 90 % of it
+    /// A long-lived process is retired once its resident memory reaches this many MiB (the CLI's
+    /// own process: a `command` wrapper must `exec` the CLI), read after each request (a long-lived claude grows from ≈ 205 MiB to ≈ 330 over 500 requests). From 90 % of it
     /// the process takes one more request while its successor starts. 0 turns this off.
     pub max_process_rss_mib: u64,
     /// A long-lived process is retired once it is this old, in seconds (then replaced).
