@@ -244,7 +244,9 @@ async fn a_process_whose_reset_fails_is_never_reused() {
     // answered by a fresh one, without the previous conversation.
     let hub = Hub::start_with(HubOptions {
         claude_stdout_filter: Some(
-            r#"sed -u -e '/"local_command":"clear"/s/"is_error":false/"is_error":true/'"#.into(),
+            // The reset's result is the only empty one (2.1.197 does not mark it as `/clear`'s).
+            r#"sed -u -e '/"type":"result"/{/"result":""/s/"is_error":false/"is_error":true/}'"#
+                .into(),
         ),
         ..claude_only("max_concurrency = 1\nwarm_processes = 0\nmax_idle = 1")
     })
