@@ -800,7 +800,15 @@ impl Pool {
             None
         };
         let max_age = Duration::from_secs(self.cfg.max_process_age_secs);
-        match wear(&process, process.started.elapsed() >= max_age, rss, rss_cap) {
+        let too_old = process.started.elapsed() >= max_age;
+        match wear_of(
+            process.turns,
+            process.recycle_at,
+            process.recycle_reason,
+            too_old,
+            rss,
+            rss_cap,
+        ) {
             Wear::Worn(reason) => {
                 drop(permit);
                 tracing::debug!(provider = %self.name, pid = ?process.pid(), rss, turns = process.turns, "{reason}: retiring");
@@ -953,19 +961,8 @@ enum Wear {
     Worn(&'static str),
 }
 
-/// Decides from the turns served, the age, and the resident memory (`rss` against a nonzero
-/// `rss_cap`, in bytes) whether a process goes on serving.
-fn wear(process: &CliProcess, too_old: bool, rss: Option<u64>, rss_cap: u64) -> Wear {
-    wear_of(
-        process.turns,
-        process.recycle_at,
-        process.recycle_reason,
-        too_old,
-        rss,
-        rss_cap,
-    )
-}
-
+/// Decides from the turns served, the age and the resident memory (`rss` against `rss_cap`, in
+/// bytes; a cap of 0 is off) whether a process goes on serving.
 fn wear_of(
     turns: u32,
     recycle_at: u32,
@@ -974,16 +971,16 @@ fn wear_of(
     rss: Option<u64>,
     rss_cap: u64,
 ) -> Wear {
-    let rss = rss.filter(|_| rss_cap > 0).unwrap_or(0);
+    let reaches = |bytes: u64| rss_cap > 0 && rss.is_some_and(|r| r >= bytes);
     if turns >= recycle_at {
         Wear::Worn(recycle_reason)
     } else if too_old {
         Wear::Worn("recycled")
-    } else if rss >= rss_cap && rss_cap > 0 {
+    } else if reaches(rss_cap) {
         Wear::Worn("memory")
     } else if turns + 1 == recycle_at {
         Wear::OneMoreTurn(recycle_reason)
-    } else if rss_cap > 0 && rss >= rss_cap / 10 * 9 {
+    } else if reaches(rss_cap / 10 * 9) {
         Wear::OneMoreTurn("memory")
     } else {
         Wear::Fresh

@@ -272,22 +272,21 @@ async fn a_process_whose_reset_fails_is_never_reused() {
         );
     }
     // The reset runs after the answer: wait for the last one.
+    let failed = |metrics: &str| {
+        metric(
+            metrics,
+            r#"llm_mcp_hub_process_retired_total{provider="claude",reason="reset_failed"}"#,
+        )
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let metrics = loop {
         let metrics = hub.metrics().await;
-        let failed = metric(
-            &metrics,
-            r#"llm_mcp_hub_process_retired_total{provider="claude",reason="reset_failed"}"#,
-        );
-        if failed == Some(3) || std::time::Instant::now() > deadline {
+        if failed(&metrics) == Some(3) || std::time::Instant::now() > deadline {
             break metrics;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert!(
-        metrics.contains(r#"process_retired_total{provider="claude",reason="reset_failed"} 3"#),
-        "{metrics}"
-    );
+    assert_eq!(failed(&metrics), Some(3), "{metrics}");
     let spawns = metric(
         &metrics,
         r#"llm_mcp_hub_process_spawns_total{provider="claude"}"#,
@@ -538,6 +537,14 @@ async fn models_tool_calls_run_nothing(hub: &Hub, tools: Option<&Value>) {
     }
 }
 
+/// The value of one metric line, e.g. `llm_mcp_hub_process_spawns_total{provider="claude"}`.
+fn metric(metrics: &str, name_and_labels: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recycle_starts_one_process_not_two() {
     // Measured before: at one client, recycling started two processes per recycle (the warm
@@ -555,21 +562,13 @@ async fn a_recycle_starts_one_process_not_two() {
     }
     hub.wait_idle("claude", 1).await;
     let metrics = hub.metrics().await;
-    let spawns: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("llm_mcp_hub_process_spawns_total{provider=\"claude\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let spawns = metric(
+        &metrics,
+        r#"llm_mcp_hub_process_spawns_total{provider="claude"}"#,
+    )
+    .expect("spawns are counted");
     // 1 at start + 1 per recycle (5 recycles for 10 turns of 2 each).
     assert!(spawns <= 6, "{spawns} processes for 5 recycles:\n{metrics}");
-}
-
-/// The value of one metric line, e.g. `llm_mcp_hub_process_spawns_total{provider="claude"}`.
-fn metric(metrics: &str, name_and_labels: &str) -> Option<u64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread")]
