@@ -1,7 +1,8 @@
 //! Prometheus metrics of the hub, in one registry served at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -176,6 +177,19 @@ impl Metrics {
         }
     }
 
+    /// The series of `provider` that change on every request, looked up once: a labelled
+    /// lookup hashes the labels and takes a lock each time.
+    pub fn provider_series(&self, provider: &str) -> ProviderSeries {
+        ProviderSeries {
+            idle: self.processes.with_label_values(&[provider, "idle"]),
+            busy: self.processes.with_label_values(&[provider, "busy"]),
+            queued: self.queued.with_label_values(&[provider]),
+            answered: self.requests.with_label_values(&[provider, "ok"]),
+            request_duration: self.request_duration.with_label_values(&[provider]),
+            time_to_first_token: self.time_to_first_token.with_label_values(&[provider]),
+        }
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -188,6 +202,17 @@ impl Metrics {
             .expect("text encoding to a Vec cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
     }
+}
+
+/// One provider's per-request series (see [`Metrics::provider_series`]).
+pub struct ProviderSeries {
+    pub idle: IntGauge,
+    pub busy: IntGauge,
+    pub queued: IntGauge,
+    /// `requests_total{outcome="ok"}`.
+    pub answered: IntCounter,
+    pub request_duration: Histogram,
+    pub time_to_first_token: Histogram,
 }
 
 impl Default for Metrics {

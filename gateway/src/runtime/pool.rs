@@ -41,6 +41,8 @@ pub struct Pool {
     cfg: ProviderConfig,
     launcher: Launcher,
     metrics: Arc<Metrics>,
+    /// This provider's per-request series, looked up once.
+    series: crate::metrics::ProviderSeries,
     default_profile: LaunchProfile,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -92,6 +94,7 @@ impl Pool {
         );
         Arc::new(Pool {
             permits: Arc::new(Semaphore::new(cfg.max_concurrency)),
+            series: metrics.provider_series(&name),
             name,
             cfg,
             launcher,
@@ -416,8 +419,7 @@ impl Pool {
                                 saw_text = true;
                                 if first_token {
                                     first_token = false;
-                                    pool.metrics.time_to_first_token.with_label_values(&[&pool.name])
-                                        .observe(started.elapsed().as_secs_f64());
+                                    pool.series.time_to_first_token.observe(started.elapsed().as_secs_f64());
                                 }
                                 yield Ok(ChatEvent::Delta(text));
                             }
@@ -510,11 +512,14 @@ impl Pool {
     }
 
     fn finish_request(&self, started: Instant, outcome: Result<(), &ProviderError>) {
-        let label = match outcome {
+        self.series
+            .request_duration
+            .observe(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(()) => {
                 self.health.lock().expect("health lock").record_success();
                 self.consecutive_failures.store(0, Ordering::Relaxed);
-                "ok"
+                self.series.answered.inc();
             }
             Err(e) => {
                 self.health
@@ -540,17 +545,12 @@ impl Pool {
                 if let ProviderError::Crashed { detail, .. } = e {
                     tracing::debug!(provider = %self.name, %detail, "CLI failure detail");
                 }
-                e.kind()
+                self.metrics
+                    .requests
+                    .with_label_values(&[&self.name, e.kind()])
+                    .inc();
             }
-        };
-        self.metrics
-            .requests
-            .with_label_values(&[&self.name, label])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[&self.name])
-            .observe(started.elapsed().as_secs_f64());
+        }
     }
 
     async fn acquire(self: &Arc<Self>, profile: &LaunchProfile) -> Result<Lease, ProviderError> {
@@ -870,15 +870,9 @@ impl Pool {
 
     fn update_gauges(&self) {
         let status = self.status();
-        let g = &self.metrics.processes;
-        g.with_label_values(&[&self.name, "idle"])
-            .set(status.idle as i64);
-        g.with_label_values(&[&self.name, "busy"])
-            .set(status.busy as i64);
-        self.metrics
-            .queued
-            .with_label_values(&[&self.name])
-            .set(status.queued as i64);
+        self.series.idle.set(status.idle as i64);
+        self.series.busy.set(status.busy as i64);
+        self.series.queued.set(status.queued as i64);
     }
 }
 

@@ -43,7 +43,22 @@ pub struct Session {
 impl Session {
     /// Size of the stored JSON, which the byte limit applies to.
     pub fn stored_bytes(&self) -> usize {
-        serde_json::to_vec(self).map_or(usize::MAX, |v| v.len())
+        let mut counter = ByteCounter(0);
+        serde_json::to_writer(&mut counter, self).map_or(usize::MAX, |()| counter.0)
+    }
+}
+
+/// Counts what is written: the size of a session's JSON without building it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -150,4 +165,29 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Role;
+
+    #[test]
+    fn stored_bytes_is_the_size_of_the_stored_json() {
+        let session = Session {
+            id: "s-1234567".into(),
+            owner: "team".into(),
+            provider: "claude".into(),
+            model: "sonnet".into(),
+            system: Some("Be brief. \"Quoted\" and ünïcode.".into()),
+            created_at: 1,
+            updated_at: 2,
+            messages: vec![
+                Message::text(Role::User, "hello\nworld"),
+                Message::text(Role::Assistant, "hi"),
+            ],
+        };
+        let json = serde_json::to_vec(&session).unwrap();
+        assert_eq!(session.stored_bytes(), json.len());
+    }
 }
