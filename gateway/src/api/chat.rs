@@ -146,10 +146,10 @@ struct ChunkMeta {
 impl ChunkMeta {
     fn chunk(&self, delta: Delta, finish: Option<&'static str>) -> Event {
         self.event(&ChatCompletionChunk {
-            id: self.id.clone(),
+            id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
-            model: self.model.clone(),
+            model: &self.model,
             choices: vec![ChunkChoice {
                 index: 0,
                 delta,
@@ -161,17 +161,18 @@ impl ChunkMeta {
 
     fn usage_chunk(&self, usage: Usage) -> Event {
         self.event(&ChatCompletionChunk {
-            id: self.id.clone(),
+            id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
-            model: self.model.clone(),
+            model: &self.model,
             choices: vec![],
             usage: Some(UsageOut::from(usage)),
         })
     }
 
     fn event(&self, chunk: &ChatCompletionChunk) -> Event {
-        Event::default().data(serde_json::to_string(chunk).expect("chunks serialise"))
+        // Serialised straight into the event's buffer.
+        Event::default().json_data(chunk).expect("chunks serialise")
     }
 }
 

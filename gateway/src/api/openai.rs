@@ -430,12 +430,13 @@ pub struct DeltaFunction {
     pub arguments: String,
 }
 
+/// Borrows the completion's id and model: a stream sends one per delta.
 #[derive(Debug, Serialize)]
-pub struct ChatCompletionChunk {
-    pub id: String,
+pub struct ChatCompletionChunk<'a> {
+    pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
-    pub model: String,
+    pub model: &'a str,
     pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<UsageOut>,

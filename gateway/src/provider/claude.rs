@@ -107,8 +107,11 @@ impl Adapter for Claude {
         user_line(&guard_slash(transcript::render(messages)))
     }
 
-    fn reset_turn(&self) -> Option<Vec<u8>> {
-        Some(user_line("/clear"))
+    fn reset_turn(&self) -> Option<&'static [u8]> {
+        // Sent after every request: built once.
+        static CLEAR: std::sync::LazyLock<Vec<u8>> =
+            std::sync::LazyLock::new(|| user_line("/clear"));
+        Some(&CLEAR)
     }
 
     fn reports_credential_source(&self) -> bool {
@@ -174,14 +177,36 @@ fn guard_slash(text: String) -> String {
 }
 
 fn user_line(text: &str) -> Vec<u8> {
-    let mut line = json!({
-        "type": "user",
-        "message": {"role": "user", "content": [{"type": "text", "text": text}]},
-    })
-    .to_string()
-    .into_bytes();
-    line.push(b'\n');
-    line
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        r#type: &'static str,
+        message: UserMessage<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct UserMessage<'a> {
+        role: &'static str,
+        content: [TextBlock<'a>; 1],
+    }
+    #[derive(serde::Serialize)]
+    struct TextBlock<'a> {
+        r#type: &'static str,
+        text: &'a str,
+    }
+    let line = Line {
+        r#type: "user",
+        message: UserMessage {
+            role: "user",
+            content: [TextBlock {
+                r#type: "text",
+                text,
+            }],
+        },
+    };
+    // The prompt's length plus the envelope: one allocation for the whole line.
+    let mut out = Vec::with_capacity(text.len() + 96);
+    serde_json::to_writer(&mut out, &line).expect("a struct of strings serializes");
+    out.push(b'\n');
+    out
 }
 
 /// Parses one stream-json line. Unknown types and malformed lines are skipped, not fatal.
@@ -369,6 +394,15 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         let text = v["message"]["content"][0]["text"].as_str().unwrap();
         assert_eq!(text, " /clear everything");
+        assert_eq!(
+            (v["type"].as_str(), v["message"]["role"].as_str()),
+            (Some("user"), Some("user"))
+        );
+
+        let reset = Claude.reset_turn().unwrap();
+        assert!(reset.ends_with(b"\n") && reset.iter().filter(|b| **b == b'\n').count() == 1);
+        let v: Value = serde_json::from_slice(reset).unwrap();
+        assert_eq!(v["message"]["content"][0]["text"], "/clear");
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub trait Adapter: Send + Sync {
         None
     }
     /// The stdin line that resets a long-lived process between requests.
-    fn reset_turn(&self) -> Option<Vec<u8>> {
+    fn reset_turn(&self) -> Option<&'static [u8]> {
         None
     }
     /// True when the CLI's start line says where its credential came from (claude's

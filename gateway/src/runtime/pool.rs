@@ -905,12 +905,12 @@ enum Reset {
 const UNVERIFIED_RESETS_BEFORE_ONE_SHOT: u32 = 2;
 
 /// Sends the adapter's reset turn and reads how it came back.
-async fn reset(process: &mut CliProcess, line: Option<Vec<u8>>, limit: Duration) -> Reset {
+async fn reset(process: &mut CliProcess, line: Option<&[u8]>, limit: Duration) -> Reset {
     let Some(line) = line else {
         return Reset::Failed;
     };
     process.drain_events();
-    if process.write(&line, false).await.is_err() {
+    if process.write(line, false).await.is_err() {
         return Reset::Failed;
     }
     let deadline = tokio::time::Instant::now() + limit;
