@@ -25,10 +25,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = Config::load(args.config.as_deref(), &args)?;
             telemetry::init(config.log_format);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(server::serve(config))
+            runtime()?.block_on(server::serve(config))
         }
         Command::Router(args) => {
             let config = Config::load(args.config.as_deref(), &args)?;
@@ -44,14 +41,11 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(args.serve.config.as_deref(), &args.serve)?;
             // stdout carries MCP frames only; telemetry writes to stderr.
             telemetry::init(config.log_format);
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(llm_mcp_hub::mcp::stdio::run(
-                    config,
-                    args.hub_url,
-                    args.api_key,
-                ))
+            runtime()?.block_on(llm_mcp_hub::mcp::stdio::run(
+                config,
+                args.hub_url,
+                args.api_key,
+            ))
         }
         Command::Keygen(args) => {
             let (key, hash) = llm_mcp_hub::auth::generate_key();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{Backend, ChatRequest, CliInfo, Limits, ProviderInfo, Readiness};
+use super::{Backend, ChatRequest, CliInfo, Limits, ProviderInfo, ProviderModels, Readiness};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::provider::{ChatEvent, ProcessMode, ProviderError};
@@ -15,6 +15,8 @@ use crate::runtime::{HealthState, Launcher, Pool};
 
 pub struct LocalBackend {
     pools: BTreeMap<String, Arc<Pool>>,
+    /// From the configuration, which does not change while the hub runs.
+    models: Arc<[ProviderModels]>,
 }
 
 impl LocalBackend {
@@ -34,8 +36,20 @@ impl LocalBackend {
                 let pool = Pool::new(name.clone(), p.clone(), launcher, metrics.clone());
                 (name.clone(), pool)
             })
+            .collect::<BTreeMap<_, _>>();
+        let models = pools
+            .values()
+            .map(|pool| {
+                let cfg = pool.config();
+                ProviderModels {
+                    name: pool.name().to_string(),
+                    models: cfg.models.clone(),
+                    default_model: cfg.default_model.clone(),
+                    request_timeout_secs: cfg.request_timeout_secs,
+                }
+            })
             .collect();
-        LocalBackend { pools }
+        LocalBackend { pools, models }
     }
 
     pub fn start(&self) {
@@ -75,6 +89,10 @@ fn resolve_command(command: &Path) -> PathBuf {
 }
 
 impl Backend for LocalBackend {
+    fn models(&self) -> Arc<[ProviderModels]> {
+        self.models.clone()
+    }
+
     fn providers(&self) -> Vec<ProviderInfo> {
         self.pools
             .values()

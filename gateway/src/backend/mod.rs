@@ -5,6 +5,8 @@
 pub mod local;
 pub mod remote;
 
+use std::sync::Arc;
+
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +112,17 @@ pub struct AccountInfo {
     pub workers: usize,
 }
 
+/// A provider's models, as a request is routed by them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderModels {
+    pub name: String,
+    /// Empty while none of a router's workers for it has reported.
+    pub models: Vec<String>,
+    pub default_model: String,
+    /// How long one request may take (a session stays locked a little longer).
+    pub request_timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub max_concurrency: usize,
@@ -127,6 +140,9 @@ pub struct Readiness {
 
 pub trait Backend: Send + Sync {
     fn providers(&self) -> Vec<ProviderInfo>;
+    /// The models each provider answers: what a request needs to be routed. Every chat request
+    /// asks for it, so it skips the health, pool and account state `providers` gathers.
+    fn models(&self) -> Arc<[ProviderModels]>;
     /// Text deltas then `Done`, or one error. Dropping the stream cancels the request.
     fn chat(&self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>>;
     /// Whether this process should get traffic (`/readyz`).

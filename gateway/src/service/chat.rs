@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use crate::auth::Caller;
-use crate::backend::{Backend, ChatRequest, ProviderInfo};
+use crate::backend::{Backend, ChatRequest, ProviderInfo, ProviderModels};
 use crate::metrics::Metrics;
 use crate::provider::{ChatEvent, Message, ProviderError, Role};
 use crate::session::{self, Session, SessionStore, StoreError, now_ms};
@@ -132,11 +132,11 @@ impl ChatService {
 
     /// Every id a client may put in `model`: each provider name and each `provider/model`.
     pub fn model_ids(&self) -> Vec<String> {
-        model_ids(&self.providers())
+        model_ids(&self.backend.models())
     }
 
     pub fn resolve(&self, model: &str) -> Result<ResolvedModel, ServiceError> {
-        resolve(&self.providers(), model)
+        resolve(&self.backend.models(), model)
     }
 
     /// Starts a turn: lock and read the session, then run the provider. The session is
@@ -147,7 +147,7 @@ impl ChatService {
         caller: &Caller,
         request: TurnRequest,
     ) -> Result<Turn, ServiceError> {
-        let providers = self.providers();
+        let providers = self.backend.models();
         let model = resolve(&providers, &request.model)?;
         if !caller.may_use(&model.provider) {
             return Err(ServiceError::ProviderNotAllowed(model.provider));
@@ -155,7 +155,7 @@ impl ChatService {
         let request_timeout = providers
             .iter()
             .find(|p| p.name == model.provider)
-            .map_or(300, |p| p.limits.request_timeout_secs);
+            .map_or(300, |p| p.request_timeout_secs);
         // The lock outlives the longest possible request, so a crashed hub cannot hold a
         // session forever and a slow one cannot lose it mid-turn.
         let lock_ttl = Duration::from_secs(request_timeout + 60);
@@ -465,7 +465,7 @@ pub fn new_turn_messages(history: &[Message], request: &[Message]) -> Vec<Messag
     }
 }
 
-pub fn model_ids(providers: &[ProviderInfo]) -> Vec<String> {
+pub fn model_ids(providers: &[ProviderModels]) -> Vec<String> {
     providers
         .iter()
         .flat_map(|p| {
@@ -477,7 +477,7 @@ pub fn model_ids(providers: &[ProviderInfo]) -> Vec<String> {
 
 /// `claude` → its default model; `claude/opus` → that model if allowed; a bare CLI model name
 /// (`gemini-2.5-pro`) → the one provider that lists it.
-pub fn resolve(providers: &[ProviderInfo], model: &str) -> Result<ResolvedModel, ServiceError> {
+pub fn resolve(providers: &[ProviderModels], model: &str) -> Result<ResolvedModel, ServiceError> {
     let not_found = || ServiceError::ModelNotFound {
         model: model.to_string(),
         available: model_ids(providers),
@@ -514,36 +514,13 @@ pub fn resolve(providers: &[ProviderInfo], model: &str) -> Result<ResolvedModel,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Limits;
-    use crate::provider::ProviderKind;
-    use crate::runtime::{HealthState, PoolStatus};
 
-    fn provider(name: &str, models: &[&str]) -> ProviderInfo {
-        ProviderInfo {
+    fn provider(name: &str, models: &[&str]) -> ProviderModels {
+        ProviderModels {
             name: name.into(),
-            kind: Some(ProviderKind::Claude),
-            cli: None,
-            accounts: Vec::new(),
             models: models.iter().map(|m| m.to_string()).collect(),
             default_model: models[0].into(),
-            health: HealthState::Ready,
-            limited_until: None,
-            last_error: None,
-            ready_workers: 1,
-            pool: PoolStatus {
-                busy: 0,
-                idle: 0,
-                queued: 0,
-                max_concurrency: 1,
-                max_queue: 1,
-                parked: 0,
-            },
-            limits: Limits {
-                max_concurrency: 1,
-                max_queue: 1,
-                request_timeout_secs: 1,
-                idle_timeout_secs: 1,
-            },
+            request_timeout_secs: 1,
         }
     }
 

@@ -21,14 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use self::client::{Broken, OpenError, WorkerClient};
 use self::table::{Lease, WorkerTable};
-use super::{AccountInfo, Backend, ChatRequest, ProviderInfo, Readiness};
+use super::{AccountInfo, Backend, ChatRequest, ProviderInfo, ProviderModels, Readiness};
 use crate::config::Config;
 use crate::discovery::{self, DiscoveryError};
 use crate::metrics::Metrics;
 use crate::provider::{ChatEvent, ProviderError};
 use crate::runtime::health::unix_now;
 use crate::runtime::{HealthState, PoolStatus};
-use crate::wire::WorkerChatRequest;
+use crate::wire::{WorkerChatRequest, WorkerStatus};
 
 /// Extra time the router gives a worker beyond the provider's own request deadline (which the
 /// worker enforces), before it gives up on a worker that went silent.
@@ -286,6 +286,28 @@ fn lost(provider: &str, reason: &str) -> ProviderError {
 }
 
 impl Backend for RemoteBackend {
+    fn models(&self) -> Arc<[ProviderModels]> {
+        self.table.with_workers(|workers, _| {
+            // As `providers` reads them: from the first worker of each provider that reported.
+            let mut first: BTreeMap<&str, Option<&WorkerStatus>> = BTreeMap::new();
+            for w in workers {
+                let status = first.entry(w.endpoint.provider.as_str()).or_default();
+                if status.is_none() {
+                    *status = w.status.as_ref();
+                }
+            }
+            first
+                .into_iter()
+                .map(|(name, status)| ProviderModels {
+                    name: name.to_string(),
+                    models: status.map(|s| s.models.clone()).unwrap_or_default(),
+                    default_model: status.map(|s| s.default_model.clone()).unwrap_or_default(),
+                    request_timeout_secs: status.map_or(0, |s| s.limits.request_timeout_secs),
+                })
+                .collect()
+        })
+    }
+
     fn providers(&self) -> Vec<ProviderInfo> {
         let now = Instant::now();
         let unix = unix_now();
