@@ -32,6 +32,7 @@ impl LocalBackend {
                     command: resolve_command(&p.command),
                     configured_env: p.env.clone(),
                     scratch_root: config.scratch_root(),
+                    nice: p.process_nice,
                 };
                 let pool = Pool::new(name.clone(), p.clone(), launcher, metrics.clone());
                 (name.clone(), pool)

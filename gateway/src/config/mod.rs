@@ -197,6 +197,12 @@ pub struct ProviderConfig {
     pub max_process_rss_mib: u64,
     /// A long-lived process is retired once it is this old, in seconds (then replaced).
     pub max_process_age_secs: u64,
+    /// How far below the hub's own priority the CLI processes run: added to the hub's nice
+    /// value (0–19; the result is capped at 19). The hub's own work — reading the CLIs' output,
+    /// streaming it to clients, answering probes — is a small share of the CPU; above 0 it is not
+    /// queued behind the CLIs it wakes or behind a CLI starting up. 0 runs them at the hub's
+    /// priority.
+    pub process_nice: i32,
     /// The CLI's own retries of its model server tolerated before the request fails with 502.
     pub max_upstream_retries: u32,
     /// Retry-After given when a usage limit is hit without a reset time.
@@ -283,6 +289,7 @@ impl ProviderConfig {
             max_requests_per_process: 1000,
             max_process_rss_mib: 320,
             max_process_age_secs: 3600,
+            process_nice: 5,
             max_upstream_retries: 3,
             usage_limit_backoff_secs: 300,
             login_recheck_secs: 30,
@@ -430,6 +437,12 @@ impl Config {
             if p.request_timeout_secs == 0 || p.idle_timeout_secs == 0 {
                 return bad(format!("provider '{name}': timeouts must be at least 1 s"));
             }
+            // Below 0 would put the CLIs ahead of the hub, and needs a privilege pods lack.
+            if !(0..=19).contains(&p.process_nice) {
+                return bad(format!(
+                    "provider '{name}': process_nice must be between 0 and 19"
+                ));
+            }
             if let Some(denied) = p.env.keys().find(|k| crate::provider::env::is_denied(k)) {
                 return bad(format!(
                     "provider '{name}': env {denied} is never passed to a CLI (the hub does not use API keys)"
@@ -485,5 +498,20 @@ mod tests {
                 .to_string()
                 .contains("ANTHROPIC_API_KEY")
         );
+    }
+
+    #[test]
+    fn a_nice_value_outside_0_to_19_is_refused() {
+        for (nice, ok) in [(-1, false), (0, true), (19, true), (20, false)] {
+            let mut c = Config::default();
+            c.providers.get_mut("gemini").unwrap().process_nice = nice;
+            match c.validate() {
+                Ok(()) => assert!(ok, "{nice} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{nice} was refused");
+                    assert!(e.to_string().contains("process_nice"), "{e}");
+                }
+            }
+        }
     }
 }

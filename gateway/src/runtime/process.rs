@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
@@ -64,6 +65,8 @@ pub struct Launcher {
     pub configured_env: BTreeMap<String, String>,
     /// Where scratch directories are made.
     pub scratch_root: PathBuf,
+    /// The processes' nice value (0: the hub's own priority).
+    pub nice: i32,
 }
 
 pub struct CliProcess {
@@ -136,6 +139,27 @@ fn die_with_the_hub(cmd: &mut Command) {
     }
 }
 
+/// Lowers the child's scheduling priority below the hub's before it runs the CLI: its nice
+/// value becomes the hub's plus `nice` (the kernel caps it at 19).
+fn yield_to_the_hub(cmd: &mut Command, nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: the closure runs in the child between fork and exec; nice(2) is a plain system
+    // call and nothing is allocated. The child has one thread, so this is the whole process;
+    // the CLI's own threads inherit it.
+    unsafe {
+        cmd.pre_exec(move || {
+            // -1 is also a valid result: only errno tells a failure.
+            Errno::clear();
+            if nix::libc::nice(nice) == -1 && Errno::last_raw() != 0 {
+                return Err(Errno::last().into());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Launcher {
     pub async fn spawn(&self, profile: &LaunchProfile) -> Result<CliProcess, SpawnError> {
         std::fs::create_dir_all(&self.scratch_root).map_err(SpawnError::Scratch)?;
@@ -199,6 +223,7 @@ impl Launcher {
             .process_group(0)
             .kill_on_drop(true);
         die_with_the_hub(&mut cmd);
+        yield_to_the_hub(&mut cmd, self.nice);
         let mut child = cmd.spawn().map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => {
                 SpawnError::NotFound(self.command.display().to_string())
@@ -439,7 +464,7 @@ mod tests {
     use crate::provider::ProviderKind;
 
     #[tokio::test]
-    async fn a_live_process_reports_its_resident_memory() {
+    async fn a_process_runs_below_the_hub_and_reports_its_resident_memory() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -455,6 +480,7 @@ mod tests {
             command: cli,
             configured_env: BTreeMap::new(),
             scratch_root: scratch,
+            nice: 7,
         };
         let profile = LaunchProfile {
             model: "sonnet".into(),
@@ -462,7 +488,16 @@ mod tests {
             tools: None,
         };
         let process = launcher.spawn(&profile).await.unwrap();
-        let status = format!("/proc/{}/status", process.pid().unwrap());
+        let pid = process.pid().unwrap();
+        // It runs below the hub: the hub's nice value plus the configured 7.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        // From the state on: the state is field 3 of stat(5), the nice value field 19.
+        let nice: i32 = fields[19 - 3].parse().unwrap();
+        // SAFETY: a plain system call.
+        let own = unsafe { nix::libc::getpriority(nix::libc::PRIO_PROCESS as _, 0) };
+        assert_eq!(nice, (own + 7).min(19));
+        let status = format!("/proc/{pid}/status");
         let vm_rss_kib = || {
             std::fs::read_to_string(&status)
                 .unwrap()
@@ -493,6 +528,7 @@ mod tests {
             command: PathBuf::from("/nonexistent/claude"),
             configured_env: BTreeMap::new(),
             scratch_root: scratch.path().to_path_buf(),
+            nice: 0,
         };
         let profile = LaunchProfile {
             model: "sonnet".into(),
