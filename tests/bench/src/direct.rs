@@ -238,7 +238,7 @@ impl LongLived {
 
     /// `/clear`, read to its empty result (what the hub does between two requests).
     pub async fn clear(&mut self) -> anyhow::Result<()> {
-        self.send(&claude().reset_turn().expect("claude resets with /clear"))
+        self.send(claude().reset_turn().expect("claude resets with /clear"))
             .await?;
         loop {
             let line = self.next_line().await?;
