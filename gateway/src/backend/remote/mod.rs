@@ -278,6 +278,27 @@ fn provider_info(
     }
 }
 
+/// Each provider's models as `provider_info` reads them: from the first of its workers that
+/// reported; none (and no timeout) while none has.
+fn provider_models(workers: &mut dyn Iterator<Item = &table::Worker>) -> Arc<[ProviderModels]> {
+    let mut first: BTreeMap<&str, Option<&WorkerStatus>> = BTreeMap::new();
+    for w in workers {
+        let status = first.entry(w.endpoint.provider.as_str()).or_default();
+        if status.is_none() {
+            *status = w.status.as_ref();
+        }
+    }
+    first
+        .into_iter()
+        .map(|(name, status)| ProviderModels {
+            name: name.to_string(),
+            models: status.map(|s| s.models.clone()).unwrap_or_default(),
+            default_model: status.map(|s| s.default_model.clone()).unwrap_or_default(),
+            request_timeout_secs: status.map_or(0, |s| s.limits.request_timeout_secs),
+        })
+        .collect()
+}
+
 fn lost(provider: &str, reason: &str) -> ProviderError {
     ProviderError::Crashed {
         provider: provider.to_string(),
@@ -287,25 +308,8 @@ fn lost(provider: &str, reason: &str) -> ProviderError {
 
 impl Backend for RemoteBackend {
     fn models(&self) -> Arc<[ProviderModels]> {
-        self.table.with_workers(|workers, _| {
-            // As `providers` reads them: from the first worker of each provider that reported.
-            let mut first: BTreeMap<&str, Option<&WorkerStatus>> = BTreeMap::new();
-            for w in workers {
-                let status = first.entry(w.endpoint.provider.as_str()).or_default();
-                if status.is_none() {
-                    *status = w.status.as_ref();
-                }
-            }
-            first
-                .into_iter()
-                .map(|(name, status)| ProviderModels {
-                    name: name.to_string(),
-                    models: status.map(|s| s.models.clone()).unwrap_or_default(),
-                    default_model: status.map(|s| s.default_model.clone()).unwrap_or_default(),
-                    request_timeout_secs: status.map_or(0, |s| s.limits.request_timeout_secs),
-                })
-                .collect()
-        })
+        self.table
+            .with_workers(|workers, _| provider_models(workers))
     }
 
     fn providers(&self) -> Vec<ProviderInfo> {
@@ -568,5 +572,89 @@ impl RemoteTurn {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Limits;
+    use crate::config::RoutingConfig;
+    use crate::discovery::Endpoint;
+    use crate::provider::ProviderKind;
+
+    fn endpoint(provider: &str, url: &str) -> Endpoint {
+        Endpoint {
+            provider: provider.into(),
+            url: url.into(),
+            token_file: None,
+        }
+    }
+
+    fn status(provider: &str, models: &[&str], timeout: u64) -> WorkerStatus {
+        WorkerStatus {
+            protocol: "1".into(),
+            provider: provider.into(),
+            kind: ProviderKind::Claude,
+            account: None,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            default_model: models[0].into(),
+            health: HealthState::Ready,
+            limited_until: None,
+            accepting: true,
+            draining: false,
+            capacity: PoolStatus::default(),
+            limits: Limits {
+                request_timeout_secs: timeout,
+                ..Limits::default()
+            },
+            version: "0".into(),
+            instance: "i".into(),
+            cli: None,
+        }
+    }
+
+    #[test]
+    fn requests_are_routed_by_the_models_the_full_description_shows() {
+        let table = WorkerTable::new(RoutingConfig::default());
+        table.set_endpoints(&[
+            endpoint("claude", "http://a"),
+            endpoint("claude", "http://b"),
+            endpoint("gemini", "http://c"),
+        ]);
+        // The first claude worker has not reported yet; gemini's none.
+        table.record_status("http://b", Ok(status("claude", &["opus", "haiku"], 120)));
+
+        let models = table.with_workers(|workers, _| provider_models(workers));
+        let names: Vec<_> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["claude", "gemini"]);
+        assert_eq!(models[0].models, ["opus", "haiku"]);
+        assert_eq!(models[0].default_model, "opus");
+        assert_eq!(models[0].request_timeout_secs, 120);
+        assert!(models[1].models.is_empty() && models[1].default_model.is_empty());
+
+        // The same as the description `/v1/providers` gives.
+        let now = Instant::now();
+        table.with_workers(|workers, limit| {
+            let mut by_provider: BTreeMap<String, Vec<&table::Worker>> = BTreeMap::new();
+            for w in workers {
+                by_provider
+                    .entry(w.endpoint.provider.clone())
+                    .or_default()
+                    .push(w);
+            }
+            for (m, (name, ws)) in models.iter().zip(by_provider) {
+                let info = provider_info(name, &ws, now, unix_now(), limit);
+                assert_eq!(
+                    (&m.name, &m.models, &m.default_model, m.request_timeout_secs),
+                    (
+                        &info.name,
+                        &info.models,
+                        &info.default_model,
+                        info.limits.request_timeout_secs
+                    )
+                );
+            }
+        });
     }
 }
