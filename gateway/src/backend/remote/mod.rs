@@ -278,6 +278,25 @@ fn provider_info(
     }
 }
 
+/// Every provider's description, from its workers.
+fn provider_infos(
+    workers: &mut dyn Iterator<Item = &table::Worker>,
+    account_limit: &dyn Fn(&str, &str) -> Option<i64>,
+) -> Vec<ProviderInfo> {
+    let (now, unix) = (Instant::now(), unix_now());
+    let mut by_provider: BTreeMap<String, Vec<&table::Worker>> = BTreeMap::new();
+    for w in workers {
+        by_provider
+            .entry(w.endpoint.provider.clone())
+            .or_default()
+            .push(w);
+    }
+    by_provider
+        .into_iter()
+        .map(|(name, workers)| provider_info(name, &workers, now, unix, account_limit))
+        .collect()
+}
+
 /// Each provider's models as `provider_info` reads them: from the first of its workers that
 /// reported; none (and no timeout) while none has.
 fn provider_models(workers: &mut dyn Iterator<Item = &table::Worker>) -> Arc<[ProviderModels]> {
@@ -313,21 +332,7 @@ impl Backend for RemoteBackend {
     }
 
     fn providers(&self) -> Vec<ProviderInfo> {
-        let now = Instant::now();
-        let unix = unix_now();
-        self.table.with_workers(|workers, account_limit| {
-            let mut by_provider: BTreeMap<String, Vec<&table::Worker>> = BTreeMap::new();
-            for w in workers {
-                by_provider
-                    .entry(w.endpoint.provider.clone())
-                    .or_default()
-                    .push(w);
-            }
-            by_provider
-                .into_iter()
-                .map(|(name, workers)| provider_info(name, &workers, now, unix, account_limit))
-                .collect()
-        })
+        self.table.with_workers(provider_infos)
     }
 
     fn chat(&self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
@@ -634,27 +639,18 @@ mod tests {
         assert!(models[1].models.is_empty() && models[1].default_model.is_empty());
 
         // The same as the description `/v1/providers` gives.
-        let now = Instant::now();
-        table.with_workers(|workers, limit| {
-            let mut by_provider: BTreeMap<String, Vec<&table::Worker>> = BTreeMap::new();
-            for w in workers {
-                by_provider
-                    .entry(w.endpoint.provider.clone())
-                    .or_default()
-                    .push(w);
-            }
-            for (m, (name, ws)) in models.iter().zip(by_provider) {
-                let info = provider_info(name, &ws, now, unix_now(), limit);
-                assert_eq!(
-                    (&m.name, &m.models, &m.default_model, m.request_timeout_secs),
-                    (
-                        &info.name,
-                        &info.models,
-                        &info.default_model,
-                        info.limits.request_timeout_secs
-                    )
-                );
-            }
-        });
+        let infos = table.with_workers(provider_infos);
+        assert_eq!(models.len(), infos.len());
+        for (m, info) in models.iter().zip(&infos) {
+            assert_eq!(
+                (&m.name, &m.models, &m.default_model, m.request_timeout_secs),
+                (
+                    &info.name,
+                    &info.models,
+                    &info.default_model,
+                    info.limits.request_timeout_secs
+                )
+            );
+        }
     }
 }
