@@ -15,16 +15,9 @@ work=$(mktemp -d "$root/target/claude-memory.XXXXXX")
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
 
-"$root/target/debug/fake-models" > fakes.txt &
-until [ -s fakes.txt ]; do sleep 0.1; done
-anthropic=$(tr ' ' '\n' < fakes.txt | sed -n 's/^anthropic=//p')
-
-mkdir -p bin home scratch
-chmod 700 scratch
-printf '#!/bin/sh\nexport ANTHROPIC_BASE_URL=%s\nexec %s "$@"\n' \
-  "$anthropic" "$root/tests/cli/node_modules/.bin/claude" > bin/claude
-chmod +x bin/claude
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=tests/bench/real-claude-env.sh
+source "$root/tests/bench/real-claude-env.sh"
+port=$(free_port)
 recycling=$'max_requests_per_process = 1000000\nmax_process_rss_mib = 0'
 if [ "${RECYCLE:-}" = default ]; then recycling=""; fi
 cat > hub.toml <<TOML

@@ -19,14 +19,8 @@ work=$(mktemp -d "$root/target/probe-under-load.XXXXXX")
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cd "$work"
 
-"$root/target/debug/fake-models" > fakes.txt &
-until [ -s fakes.txt ]; do sleep 0.1; done
-anthropic=$(tr ' ' '\n' < fakes.txt | sed -n 's/^anthropic=//p')
-mkdir -p bin home scratch
-chmod 700 scratch
-printf '#!/bin/sh\nexport ANTHROPIC_BASE_URL=%s\nexec %s "$@"\n' \
-  "$anthropic" "$root/tests/cli/node_modules/.bin/claude" > bin/claude
-chmod +x bin/claude
+# shellcheck source=tests/bench/real-claude-env.sh
+source "$root/tests/bench/real-claude-env.sh"
 
 idle() {
   curl -sf "http://127.0.0.1:$1/v1/providers" |
@@ -36,7 +30,7 @@ idle() {
 
 run() {
   local nice=$1 port hub clients=() i
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   cat > hub.toml <<TOML
 listen = "127.0.0.1:$port"
 scratch_dir = "$work/scratch"
