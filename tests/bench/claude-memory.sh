@@ -20,22 +20,10 @@ source "$root/tests/bench/real-claude-env.sh"
 port=$(free_port)
 recycling=$'max_requests_per_process = 1000000\nmax_process_rss_mib = 0'
 if [ "${RECYCLE:-}" = default ]; then recycling=""; fi
-cat > hub.toml <<TOML
-listen = "127.0.0.1:$port"
-scratch_dir = "$work/scratch"
-[providers.claude]
-kind = "claude"
-command = "$work/bin/claude"
-warm_processes = 1
+start_hub "$port" "warm_processes = 1
 max_idle = 1
 max_concurrency = 1
-$recycling
-[providers.gemini]
-kind = "gemini"
-enabled = false
-TOML
-env -i PATH="$PATH" HOME="$work/home" CLAUDE_CODE_OAUTH_TOKEN=test-oauth-token \
-  "$root/target/release/llm-mcp-hub" serve --config hub.toml > hub.log 2>&1 &
+$recycling"
 until curl -sf "http://127.0.0.1:$port/healthz" > /dev/null; do sleep 0.2; done
 
 rss_mib() {

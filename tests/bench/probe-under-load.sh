@@ -31,23 +31,11 @@ idle() {
 run() {
   local nice=$1 port hub clients=() i
   port=$(free_port)
-  cat > hub.toml <<TOML
-listen = "127.0.0.1:$port"
-scratch_dir = "$work/scratch"
-[providers.claude]
-kind = "claude"
-command = "$work/bin/claude"
-warm_processes = $n
+  start_hub "$port" "warm_processes = $n
 max_idle = $n
 max_concurrency = $n
-process_nice = $nice
-[providers.gemini]
-kind = "gemini"
-enabled = false
-TOML
-  env -i PATH="$PATH" HOME="$work/home" CLAUDE_CODE_OAUTH_TOKEN=test-oauth-token \
-    "$root/target/release/llm-mcp-hub" serve --config hub.toml > hub.log 2>&1 &
-  hub=$!
+process_nice = $nice"
+  hub=$hub_pid
   until [ "$(idle "$port")" -ge "$n" ]; do sleep 0.5; done
   rm -f answered.*
   for ((i = 0; i < n; i++)); do

@@ -65,7 +65,7 @@ pub struct Launcher {
     pub configured_env: BTreeMap<String, String>,
     /// Where scratch directories are made.
     pub scratch_root: PathBuf,
-    /// The processes' nice value (0: the hub's own priority).
+    /// Added to the hub's nice value for its processes (0: the hub's own priority).
     pub nice: i32,
 }
 
