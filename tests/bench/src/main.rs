@@ -4,7 +4,8 @@
 //! 1. Time to first token and total latency: sequential streaming requests through the hub's
 //!    warm pool versus a fresh `claude -p` / `gemini` per request, same fake model server.
 //! 2. Hub overhead: the hub over `fake-claude` (a CLI stand-in that answers at once) at several
-//!    client counts, next to the same turns driven on fake-claude processes without the hub.
+//!    client counts, next to the same turns driven on fake-claude processes without the hub;
+//!    closed loop, then paced (a pause between a client's requests) below saturation.
 //! 3. 16 concurrent clients over the real claude warm pool versus 16 long-lived real claude
 //!    processes driven directly.
 //! 4. The hub's memory (its own process only): idle with the warm pool up, and peak.
@@ -73,6 +74,14 @@ struct Args {
     /// Recorded time of every fake-CLI load run.
     #[arg(long, default_value_t = 8.0)]
     measure_secs: f64,
+    /// Client counts of the fake-CLI scenario run again with a pause between a client's requests
+    /// (`--think-ms`), below saturation of the cores, where the hub's own latency shows; the
+    /// flag alone runs none.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [16usize])]
+    paced_levels: Vec<usize>,
+    /// The pause of the fake-CLI scenario's paced runs (not part of the measured latency).
+    #[arg(long, default_value_t = 20)]
+    think_ms: u64,
     /// Concurrent clients over the real claude pool.
     #[arg(long, default_value_t = 16)]
     real_clients: usize,
@@ -93,8 +102,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
     router_levels: Vec<usize>,
     /// Client counts run again with a pause between a client's requests (`--router-think-ms`),
-    /// below saturation of the cores.
-    #[arg(long, value_delimiter = ',', default_values_t = [16usize])]
+    /// below saturation of the cores; the flag alone runs none.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [16usize])]
     router_paced_levels: Vec<usize>,
     /// The pause of the paced runs (not part of the measured latency).
     #[arg(long, default_value_t = 20)]
@@ -581,17 +590,26 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
     let mut levels = Vec::new();
     let warmup = secs(env.args.warmup_secs);
     let measure = secs(env.args.measure_secs);
-    for &clients in &env.args.levels {
+    // Closed loop at every level; then the paced levels, where each client pauses between
+    // requests so that the cores are not saturated.
+    let runs = env.args.levels.iter().map(|&c| (c, Duration::ZERO)).chain(
+        env.args
+            .paced_levels
+            .iter()
+            .map(|&c| (c, Duration::from_millis(env.args.think_ms))),
+    );
+    for (clients, pause) in runs {
         let slots = clients.min(64);
+        let pause_ms = pause.as_millis();
         // Without the hub: the same turns (and /clear between them) on fake-claude processes.
         let pool = DirectPool::start(&env.fake_spec(), slots, true).await?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let own_before = hub::proc_cpu(std::process::id());
-        let direct = direct_load(pool, clients, warmup, measure).await;
+        let direct = direct_load(pool, clients, pause, warmup, measure).await;
         let driver_cpu_us = (hub::proc_cpu(std::process::id()) - own_before).as_secs_f64() * 1e6
             / direct.sent.max(1) as f64;
         log(&format!(
-            "{clients} clients, direct fake-claude: p50 {:.3} ms p99 {:.3} ms, {:.0} turns/s, {driver_cpu_us:.0} µs driver CPU per turn",
+            "{clients} clients, {pause_ms} ms pause, direct fake-claude: p50 {:.3} ms p99 {:.3} ms, {:.0} turns/s, {driver_cpu_us:.0} µs driver CPU per turn",
             direct.total.p50(),
             direct.total.p99(),
             direct.rps()
@@ -610,7 +628,7 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
         let idle = hub.mem();
         let cpu_before = hub.cpu();
         let own_before = hub::proc_cpu(std::process::id());
-        let result = hub_load(&hub, clients, warmup, measure).await;
+        let result = hub_load(&hub, clients, pause, warmup, measure).await;
         // Per request sent, warm-up included: the CPU time covers the whole load.
         let per_request = |d: Duration| d.as_secs_f64() * 1e6 / result.sent.max(1) as f64;
         let cpu_us = per_request(hub.cpu() - cpu_before);
@@ -619,7 +637,7 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
         let spawns = hub.metric("llm_mcp_hub_process_spawns_total").await;
         let retired = hub.metric("llm_mcp_hub_process_retired_total").await;
         log(&format!(
-            "{clients} clients, hub: p50 {:.3} ms p99 {:.3} ms, {:.0} req/s, {} errors, {cpu_us:.0} µs hub CPU and {client_cpu_us:.0} µs load-generator CPU per request, RSS idle {:.1} MiB, peak {:.1} MiB",
+            "{clients} clients, {pause_ms} ms pause, hub: p50 {:.3} ms p99 {:.3} ms, {:.0} req/s, {} errors, {cpu_us:.0} µs hub CPU and {client_cpu_us:.0} µs load-generator CPU per request, RSS idle {:.1} MiB, peak {:.1} MiB",
             result.total.p50(),
             result.total.p99(),
             result.rps(),
@@ -630,6 +648,7 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
         hub.stop().await;
         levels.push(json!({
             "clients": clients,
+            "pause_ms": pause_ms as u64,
             "max_concurrency": slots,
             "warm_processes": slots,
             "max_queue": clients,
@@ -651,15 +670,20 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
     }))
 }
 
+/// `pause`: slept before each request, off the clock.
 async fn direct_load(
     pool: Arc<DirectPool>,
     clients: usize,
+    pause: Duration,
     warmup: Duration,
     measure: Duration,
 ) -> LoadResult {
     let result = closed_loop(clients, warmup, measure, move |c, s| {
         let pool = pool.clone();
-        async move { pool.turn(&format!("bench {c}-{s}")).await }
+        async move {
+            tokio::time::sleep(pause).await;
+            pool.turn(&format!("bench {c}-{s}")).await
+        }
     })
     .await;
     // Let the last resets finish before the processes are killed.
@@ -667,13 +691,21 @@ async fn direct_load(
     result
 }
 
-async fn hub_load(hub: &Hub, clients: usize, warmup: Duration, measure: Duration) -> LoadResult {
+/// `pause`: slept before each request, off the clock.
+async fn hub_load(
+    hub: &Hub,
+    clients: usize,
+    pause: Duration,
+    warmup: Duration,
+    measure: Duration,
+) -> LoadResult {
     let http = http_client();
     let base: Arc<str> = hub.base.clone().into();
     closed_loop(clients, warmup, measure, move |c, s| {
         let http = http.clone();
         let base = base.clone();
         async move {
+            tokio::time::sleep(pause).await;
             chat_stream(
                 &http,
                 &base,
@@ -703,7 +735,7 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
     for reset_in_slot in [false, true] {
         let pool = DirectPool::start(&env.claude_spec(long_launch()), n, reset_in_slot).await?;
         tokio::time::sleep(startup).await;
-        let direct = direct_load(pool, n, warmup, measure).await;
+        let direct = direct_load(pool, n, Duration::ZERO, warmup, measure).await;
         log(&format!(
             "direct (reset in slot: {reset_in_slot}): p50 {:.1} ms p99 {:.1} ms, {:.1} turns/s, {} errors",
             direct.total.p50(),
@@ -729,7 +761,7 @@ async fn scenario_real(env: &Env) -> anyhow::Result<Value> {
     hub.wait_idle("claude", n as u64, secs(120.0)).await?;
     tokio::time::sleep(startup).await;
     let idle = hub.mem();
-    let result = hub_load(&hub, n, warmup, measure).await;
+    let result = hub_load(&hub, n, Duration::ZERO, warmup, measure).await;
     let after = hub.mem();
     let spawns = hub.metric("llm_mcp_hub_process_spawns_total").await;
     let retired = hub.metric("llm_mcp_hub_process_retired_total").await;
@@ -864,13 +896,14 @@ fn print_report(r: &Value) {
     if let Some(fk) = r.get("fake") {
         println!("## 2. Hub over fake-claude (answers at once)\n");
         println!(
-            "| clients | slots | hub p50 | hub p99 | hub req/s | direct p50 | direct p99 | direct turns/s | added p50 | added p99 | errors | RSS idle | RSS peak |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "| clients | pause | slots | hub p50 | hub p99 | hub req/s | direct p50 | direct p99 | direct turns/s | added p50 | added p99 | errors | RSS idle | RSS peak |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for l in fk["levels"].as_array().into_iter().flatten() {
             let (h, d) = (&l["hub"], &l["direct"]);
             println!(
-                "| {} | {} | {:.2} ms | {:.2} ms | {:.0} | {:.3} ms | {:.3} ms | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {:.1} MiB |",
+                "| {} | {} ms | {} | {:.2} ms | {:.2} ms | {:.0} | {:.3} ms | {:.3} ms | {:.0} | {:.2} ms | {:.2} ms | {} | {:.1} MiB | {:.1} MiB |",
                 l["clients"],
+                l["pause_ms"],
                 l["max_concurrency"],
                 f(&h["total"]["p50_ms"]),
                 f(&h["total"]["p99_ms"]),
