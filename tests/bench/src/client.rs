@@ -1,9 +1,14 @@
 //! One streaming chat completion through the hub, timed.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use reqwest::header::CONTENT_TYPE;
+use serde::Deserialize;
+use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
 
 /// Time from sending a request to its first text and to its end.
 #[derive(Debug, Clone, Copy)]
@@ -31,12 +36,15 @@ pub async fn chat_stream(
     text: &str,
     start: Instant,
 ) -> Result<Timing, String> {
-    let body = json!({
-        "model": model,
-        "stream": true,
-        "messages": [{"role": "user", "content": text}],
-    });
-    chat_stream_body(http, base, &body, start).await
+    let body = StreamRequest {
+        model,
+        stream: true,
+        messages: [UserMessage {
+            role: "user",
+            content: text,
+        }],
+    };
+    time_stream(http, base, serde_json::to_vec(&body).expect("JSON"), start).await
 }
 
 /// `chat_stream` with the whole request body given (tools, several messages…).
@@ -46,9 +54,55 @@ pub async fn chat_stream_body(
     body: &Value,
     start: Instant,
 ) -> Result<Timing, String> {
+    time_stream(http, base, serde_json::to_vec(body).expect("JSON"), start).await
+}
+
+// The load generator shares the cores with what it measures: requests and chunks are typed, so
+// it builds no JSON tree per request.
+#[derive(Serialize)]
+struct StreamRequest<'a> {
+    model: &'a str,
+    stream: bool,
+    messages: [UserMessage<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct UserMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// What the timing reads of a chunk.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    delta: ChunkDelta<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+async fn time_stream(
+    http: &reqwest::Client,
+    base: &str,
+    body: Vec<u8>,
+    start: Instant,
+) -> Result<Timing, String> {
     let response = http
         .post(format!("{base}/v1/chat/completions"))
-        .json(body)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
         .send()
         .await
         .map_err(|e| format!("send: {e}"))?;
@@ -73,15 +127,15 @@ pub async fn chat_stream_body(
             };
         }
         if ttft.is_none() {
-            let v: Value = serde_json::from_str(data).map_err(|e| format!("chunk: {e}"))?;
-            if v.get("error").is_some() {
+            let chunk: Chunk = serde_json::from_str(data).map_err(|e| format!("chunk: {e}"))?;
+            if chunk.error.is_some() {
                 return Err("error event".into());
             }
-            let content = v
-                .pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !content.is_empty() {
+            let content = chunk
+                .choices
+                .first()
+                .and_then(|c| c.delta.content.as_deref());
+            if content.is_some_and(|c| !c.is_empty()) {
                 ttft = Some(start.elapsed());
             }
         } else if data.contains("\"error\"") {
