@@ -55,6 +55,18 @@ struct ClientResult {
     last_done: Option<Instant>,
 }
 
+/// The runs of a scenario: closed loop at every level, then the paced levels, where each client
+/// pauses `think` before a request so that the cores are not saturated and the measured part's
+/// own latency shows.
+pub fn closed_then_paced(
+    levels: &[usize],
+    paced: &[usize],
+    think: Duration,
+) -> Vec<(usize, Duration)> {
+    let closed = levels.iter().map(|&c| (c, Duration::ZERO));
+    closed.chain(paced.iter().map(|&c| (c, think))).collect()
+}
+
 /// Runs `clients` loops of `request(client, seq)`. Requests started during the first `warmup`
 /// are not recorded; no request starts after `warmup + measure`. Every loop is bounded by
 /// that deadline (a request in flight at the deadline is awaited and recorded).

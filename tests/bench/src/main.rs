@@ -37,7 +37,7 @@ use direct::{CliSpec, DirectPool, LongLived, claude_one_shot, gemini_one_shot};
 use hub::{Hub, Mem};
 use llm_mcp_hub::config::ProviderConfig;
 use llm_mcp_hub::provider::{LaunchProfile, ProviderKind, quiet_env};
-use load::{LoadResult, closed_loop};
+use load::{LoadResult, closed_loop, closed_then_paced};
 use stats::Lat;
 
 // The hub's allocator: the load generator shares the cores with the hub, and glibc's malloc was
@@ -595,13 +595,10 @@ async fn scenario_fake(env: &Env) -> anyhow::Result<Value> {
     let mut levels = Vec::new();
     let warmup = secs(env.args.warmup_secs);
     let measure = secs(env.args.measure_secs);
-    // Closed loop at every level; then the paced levels, where each client pauses between
-    // requests so that the cores are not saturated.
-    let runs = env.args.levels.iter().map(|&c| (c, Duration::ZERO)).chain(
-        env.args
-            .paced_levels
-            .iter()
-            .map(|&c| (c, Duration::from_millis(env.args.think_ms))),
+    let runs = closed_then_paced(
+        &env.args.levels,
+        &env.args.paced_levels,
+        Duration::from_millis(env.args.think_ms),
     );
     for (clients, pause) in runs {
         let slots = clients.min(64);

@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 
 use crate::client::{Timing, chat_stream, http_client};
 use crate::hub::{Mem, proc_cpu, proc_mem, sweep};
-use crate::load::{LoadResult, closed_loop};
+use crate::load::{LoadResult, closed_loop, closed_then_paced};
 use crate::stats::Lat;
 use crate::{Env, log, mem_json, secs};
 use llm_mcp_hub::provider::{Message, Role};
@@ -446,12 +446,10 @@ pub async fn scenario_router(env: &Env) -> anyhow::Result<Value> {
     let warmup = secs(a.warmup_secs);
     let measure = secs(a.measure_secs);
     let mut levels = Vec::new();
-    // Closed loop at every level; then the paced levels, where each client pauses between
-    // requests so that the cores are not saturated and the router's own latency shows.
-    let runs = a.router_levels.iter().map(|&c| (c, Duration::ZERO)).chain(
-        a.router_paced_levels
-            .iter()
-            .map(|&c| (c, Duration::from_millis(a.router_think_ms))),
+    let runs = closed_then_paced(
+        &a.router_levels,
+        &a.router_paced_levels,
+        Duration::from_millis(a.router_think_ms),
     );
     for (clients, think) in runs {
         let bases: Arc<Vec<String>> = Arc::new(workers.iter().map(|w| w.base.clone()).collect());
