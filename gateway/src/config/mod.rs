@@ -192,8 +192,10 @@ pub struct ProviderConfig {
     /// A backstop: `max_process_rss_mib` usually retires a real CLI first.
     pub max_requests_per_process: u32,
     /// A long-lived process is retired once its resident memory reaches this many MiB (the CLI's
-    /// own process: a `command` wrapper must `exec` the CLI), read after each request (a long-lived claude grows from ≈ 205 MiB to ≈ 330 over 500 requests). From 90 % of it
-    /// the process takes one more request while its successor starts. 0 turns this off.
+    /// own process: a `command` wrapper must `exec` the CLI), read after a request, at most once
+    /// a second per process (a long-lived claude grows from ≈ 205 MiB to ≈ 330 over 500
+    /// requests). From 90 % of it the process takes one more request while its successor
+    /// starts. 0 turns this off.
     pub max_process_rss_mib: u64,
     /// A long-lived process is retired once it is this old, in seconds (then replaced).
     pub max_process_age_secs: u64,

@@ -92,6 +92,8 @@ pub struct CliProcess {
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// `/proc/<pid>/statm`, kept open so reading the resident memory is one `pread`.
     statm: Option<std::fs::File>,
+    /// When `rss_bytes_due` last read `statm`.
+    rss_read_at: Option<Instant>,
     // Removed when the process is dropped: the CLI's temp files may hold the conversation.
     _scratch: tempfile::TempDir,
 }
@@ -282,6 +284,7 @@ impl Launcher {
             output,
             stderr_tail,
             statm,
+            rss_read_at: None,
             _scratch: scratch,
         })
     }
@@ -409,6 +412,16 @@ impl CliProcess {
         // procfs regenerates the file for a read at offset 0: always the current figure.
         let n = file.read_at(&mut buf, 0).ok()?;
         statm_rss_bytes(std::str::from_utf8(&buf[..n]).ok()?, page_size())
+    }
+
+    /// `rss_bytes` on the first call and then once `every` has passed since the last read;
+    /// `None` in between.
+    pub fn rss_bytes_due(&mut self, every: std::time::Duration) -> Option<u64> {
+        if self.rss_read_at.is_some_and(|at| at.elapsed() < every) {
+            return None;
+        }
+        self.rss_read_at = Some(Instant::now());
+        self.rss_bytes()
     }
 
     pub fn stderr_tail(&self) -> String {
