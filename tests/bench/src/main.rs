@@ -32,7 +32,7 @@ use clap::Parser;
 use fake_models::{FakeServer, TokenState};
 use serde_json::{Value, json};
 
-use client::{chat_stream, http_client};
+use client::{chat_stream, load_client};
 use direct::{CliSpec, DirectPool, LongLived, claude_one_shot, gemini_one_shot};
 use hub::{Hub, Mem};
 use llm_mcp_hub::config::ProviderConfig;
@@ -471,7 +471,7 @@ async fn scenario_ttft(env: &Env) -> anyhow::Result<Value> {
         idle.rss_mib(),
         idle.hwm_mib()
     ));
-    let http = http_client();
+    let http = load_client();
     let one_shot = env.claude_spec((
         ONE_SHOT_ARGS.iter().map(|s| s.to_string()).collect(),
         Vec::new(),
@@ -701,7 +701,7 @@ async fn hub_load(
     warmup: Duration,
     measure: Duration,
 ) -> LoadResult {
-    let http = http_client();
+    let http = load_client();
     let base: Arc<str> = hub.base.clone().into();
     closed_loop(clients, warmup, measure, move |c, s| {
         let http = http.clone();

@@ -24,7 +24,9 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::client::{Timing, chat_stream, http_client};
+use crate::client::{
+    LoadClient, REQUEST_TIMEOUT, Timing, chat_stream, http_client, load_client, post_sse,
+};
 use crate::hub::{Mem, proc_cpu, proc_mem, sweep};
 use crate::load::{LoadResult, closed_loop, closed_then_paced};
 use crate::stats::Lat;
@@ -271,7 +273,7 @@ async fn start_router(env: &Env, workers: &[Proc], token_file: &Path) -> anyhow:
 /// One turn on a worker over the worker protocol, read to its `done` event. `ttft` is the
 /// first non-empty delta, `total` the `done` event, both from `start`.
 async fn worker_chat(
-    http: &reqwest::Client,
+    http: &LoadClient,
     base: &str,
     model: &str,
     text: &str,
@@ -285,20 +287,16 @@ async fn worker_chat(
         tools: None,
         owner: String::new(),
     };
-    let response = http
-        .post(format!("{base}{}", wire::CHAT_PATH))
-        .bearer_auth(TOKEN)
-        .header(wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION)
-        .json(&body)
-        .send()
+    let body = serde_json::to_vec(&body).map_err(|e| format!("request: {e}"))?;
+    let url = format!("{base}{}", wire::CHAT_PATH);
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        (wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION),
+    ];
+    let mut events = tokio::time::timeout(REQUEST_TIMEOUT, post_sse(http, &url, &headers, body))
         .await
-        .map_err(|e| format!("send: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("HTTP {}", status.as_u16()));
-    }
-    // The hub's own SSE decoder (the one its router and mcp-stdio use).
-    let mut events = llm_mcp_hub::wire::sse_data(response.bytes_stream());
+        .unwrap_or_else(|_| Err("timed out".into()))?;
     let mut ttft = None;
     while let Some(data) = events.next().await {
         let data = data.map_err(|e| format!("body: {e}"))?;
@@ -443,6 +441,7 @@ pub async fn scenario_router(env: &Env) -> anyhow::Result<Value> {
     ));
 
     // 1. Router-added latency.
+    let load = load_client();
     let warmup = secs(a.warmup_secs);
     let measure = secs(a.measure_secs);
     let mut levels = Vec::new();
@@ -454,7 +453,7 @@ pub async fn scenario_router(env: &Env) -> anyhow::Result<Value> {
     for (clients, think) in runs {
         let bases: Arc<Vec<String>> = Arc::new(workers.iter().map(|w| w.base.clone()).collect());
         let model: Arc<str> = model.clone().into();
-        let h = http.clone();
+        let h = load.clone();
         let c0 = cpu_mark(&router, &workers);
         let direct = closed_loop(clients, warmup, measure, move |c, s| {
             let (h, bases, model) = (h.clone(), bases.clone(), model.clone());
@@ -468,7 +467,7 @@ pub async fn scenario_router(env: &Env) -> anyhow::Result<Value> {
         let c1 = cpu_mark(&router, &workers);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let base: Arc<str> = router.base.clone().into();
-        let h = http.clone();
+        let h = load.clone();
         let c2 = cpu_mark(&router, &workers);
         let routed = closed_loop(clients, warmup, measure, move |c, s| {
             let (h, base) = (h.clone(), base.clone());

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::client::{chat_stream_body, http_client};
+use crate::client::{LoadClient, chat_stream_body, http_client, load_client};
 use crate::stats::Lat;
 use crate::{Env, log};
 
@@ -19,7 +19,7 @@ fn tools() -> Value {
 /// The first request (answered with a call) and its follow-up; `edit` changes the call's
 /// arguments so no parked process can take the results.
 async fn round(
-    http: &reqwest::Client,
+    (http, load): (&reqwest::Client, &LoadClient),
     base: &str,
     model: &str,
     prefix: &str,
@@ -47,7 +47,7 @@ async fn round(
     let body = json!({"model": model, "stream": true, "tools": tools(), "messages": [
         user, assistant, {"role": "tool", "tool_call_id": id, "content": "sunny"}]});
     let start = Instant::now();
-    chat_stream_body(http, base, &body, start)
+    chat_stream_body(load, base, &body, start)
         .await
         .map(|t| t.ttft)
 }
@@ -63,18 +63,18 @@ pub async fn scenario_tools(env: &Env) -> anyhow::Result<Value> {
         env.gemini_wrapper.display()
     );
     let hub = env.start_hub("hub-tools", &providers).await?;
-    let http = http_client();
+    let (http, load) = (http_client(), load_client());
     let mut out = json!({"rounds": rounds});
     for (model, prefix) in [("claude", "mcp__hub__"), ("gemini", "mcp_hub_")] {
         let (mut parked, mut fresh) = (Lat::default(), Lat::default());
         let mut errors = 0;
         // One round of each first, unmeasured: the first request of a tool set starts its process.
         for edit in [false, true] {
-            let _ = round(&http, &hub.base, model, prefix, 0, edit).await;
+            let _ = round((&http, &load), &hub.base, model, prefix, 0, edit).await;
         }
         for i in 1..=rounds {
             for edit in [false, true] {
-                match round(&http, &hub.base, model, prefix, i, edit).await {
+                match round((&http, &load), &hub.base, model, prefix, i, edit).await {
                     Ok(ttft) if edit => fresh.record(ttft),
                     Ok(ttft) => parked.record(ttft),
                     Err(e) => {
