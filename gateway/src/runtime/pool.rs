@@ -37,7 +37,7 @@ const BUSY_RETRY_AFTER: Duration = Duration::from_secs(2);
 const MAX_SPAWN_BACKOFF: Duration = Duration::from_secs(30);
 /// A process's memory is read after a request at most this often: a real CLI grows by well
 /// under a MiB per request and takes seconds per request anyway, while reading procfs after
-/// every turn of a fast one cost ≈ 2 % of the hub's CPU.
+/// every turn of a fast one cost ≈ 2.5 % of the hub's CPU.
 const RSS_READ_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Pool {
