@@ -24,12 +24,20 @@ pub struct Timing {
 }
 
 /// Longest a timed request may take, to its last event.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `exchange` (a request and the reading of its answer), failed once `REQUEST_TIMEOUT` has
+/// passed: no client of a load run waits forever on a stalled answer.
+pub async fn bounded<T>(exchange: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no end within {} s", REQUEST_TIMEOUT.as_secs())))
+}
 
 /// The client of the timed requests (the load generator's). It shares the cores with what it
 /// measures, so it is hyper's own client: reqwest adds URL parsing, a timer and its layers to
-/// every request (its CPU per request at 16 clients against a bare axum SSE server, one run:
-/// 35 – 41 µs against 26 – 27).
+/// every request (its CPU per request at 16 clients against a bare axum SSE server, two runs
+/// each: 35 – 41 µs against 26 – 27).
 pub type LoadClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn load_client() -> LoadClient {
@@ -153,9 +161,7 @@ async fn time_stream(
     start: Instant,
 ) -> Result<Timing, String> {
     let url = format!("{base}/v1/chat/completions");
-    tokio::time::timeout(REQUEST_TIMEOUT, read_timed(http, &url, body, start))
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+    bounded(read_timed(http, &url, body, start)).await
 }
 
 async fn read_timed(

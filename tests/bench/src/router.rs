@@ -24,9 +24,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::client::{
-    LoadClient, REQUEST_TIMEOUT, Timing, chat_stream, http_client, load_client, post_sse,
-};
+use crate::client::{LoadClient, Timing, bounded, chat_stream, http_client, load_client, post_sse};
 use crate::hub::{Mem, proc_cpu, proc_mem, sweep};
 use crate::load::{LoadResult, closed_loop, closed_then_paced};
 use crate::stats::Lat;
@@ -279,6 +277,16 @@ async fn worker_chat(
     text: &str,
     start: Instant,
 ) -> Result<Timing, String> {
+    bounded(worker_turn(http, base, model, text, start)).await
+}
+
+async fn worker_turn(
+    http: &LoadClient,
+    base: &str,
+    model: &str,
+    text: &str,
+    start: Instant,
+) -> Result<Timing, String> {
     let body = WorkerChatRequest {
         provider: PROVIDER.into(),
         model: model.into(),
@@ -294,9 +302,7 @@ async fn worker_chat(
         ("authorization", auth.as_str()),
         (wire::PROTOCOL_HEADER, wire::PROTOCOL_VERSION),
     ];
-    let mut events = tokio::time::timeout(REQUEST_TIMEOUT, post_sse(http, &url, &headers, body))
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))?;
+    let mut events = post_sse(http, &url, &headers, body).await?;
     let mut ttft = None;
     while let Some(data) = events.next().await {
         let data = data.map_err(|e| format!("body: {e}"))?;
