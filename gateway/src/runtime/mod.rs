@@ -6,6 +6,7 @@ pub mod parked;
 pub mod pool;
 pub mod process;
 pub mod tool_server;
+pub mod turn;
 pub mod version;
 
 pub use health::{Health, HealthState};

@@ -22,8 +22,9 @@ use tokio::time::timeout_at;
 
 use super::health::{Health, HealthState};
 use super::output::ProcessEvent;
-use super::parked::{self, Parking, Waiting};
+use super::parked::{self, Parking};
 use super::process::{CliProcess, Launcher};
+use super::turn::{Call, Step, Turn};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::provider::{
@@ -290,10 +291,7 @@ impl Pool {
                 let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
                 let mode = pool.mode();
                 let adapter = pool.launcher.adapter;
-                let tools = profile.tools.clone();
                 let mut first_token = true;
-                // Tool calls of the model message being streamed, by block index.
-                let mut calls: std::collections::BTreeMap<u32, (String, String, String)> = Default::default();
                 let outcome: Result<TurnEnd, ProviderError> = 'turn: {
                     let process = lease.process.as_mut().expect("lease holds a process");
                     let resuming = answers.is_some();
@@ -313,8 +311,13 @@ impl Pool {
                             break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
                         }
                     }
-                    let mut saw_text = false;
-                    let mut credential_checked = resuming || !adapter.reports_credential_source();
+                    let mut turn = Turn::new(
+                        &pool.name,
+                        adapter,
+                        profile.tools.as_ref(),
+                        pool.cfg.max_upstream_retries,
+                        resuming,
+                    );
                     loop {
                         let now = tokio::time::Instant::now();
                         let silence_limit = now + pool.cfg.idle_timeout();
@@ -341,125 +344,39 @@ impl Pool {
                                 break 'turn Err(ProviderError::from_failure(&pool.name, failure));
                             }
                         };
-                        match cli {
-                            CliEvent::Started { api_key_source: Some(source), .. } if source != "none" => {
-                                break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(format!(
-                                    "the CLI reports credential source '{source}', which would bill an API key"
-                                ))));
-                            }
-                            CliEvent::Started { session_id, api_key_source, .. } => {
-                                credential_checked |= api_key_source.as_deref() == Some("none");
-                                if session_id.is_some() {
-                                    process.session_id = session_id;
-                                }
-                            }
-                            // Nothing is forwarded until the CLI said it runs on the OAuth login.
-                            CliEvent::TextDelta(_) | CliEvent::AssistantText(_) | CliEvent::Result(_)
-                                if !credential_checked =>
-                            {
-                                break 'turn Err(ProviderError::from_failure(&pool.name, Failure::Unsafe(
-                                    "the CLI answered without first reporting its credential source".into(),
-                                )));
-                            }
-                            CliEvent::ConversationReset => {}
-                            CliEvent::ToolUseStart { index, id, name } => {
-                                // Only the client's tools are handed out; a call to anything else
-                                // is refused by the CLI itself and the model goes on.
-                                if let Some(name) = adapter.tool_name(&name)
-                                    && tools.as_ref().is_some_and(|t| t.contains(name))
-                                {
-                                    calls.insert(index, (id, name.to_string(), String::new()));
-                                }
-                            }
-                            CliEvent::ToolUse { id, name, arguments } => {
-                                if let Some(name) = adapter.tool_name(&name)
-                                    && tools.as_ref().is_some_and(|t| t.contains(name))
-                                {
-                                    let index = calls.keys().next_back().map_or(0, |i| i + 1);
-                                    calls.insert(index, (id, name.to_string(), arguments));
-                                }
-                            }
-                            CliEvent::ToolUseArgs { index, json } => {
-                                if let Some(call) = calls.get_mut(&index) {
-                                    call.2.push_str(&json);
-                                }
-                            }
-                            CliEvent::MessageEnd { stop_reason } => {
-                                if stop_reason.as_deref() == Some("tool_use") && !calls.is_empty() {
-                                    break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
-                                }
-                                calls.clear();
-                            }
-                            CliEvent::ToolCallWaiting { request_id, rpc_id, tool_use_id, name, arguments } => {
-                                let waiting_call = Waiting { request_id, rpc_id, tool_use_id, name, arguments };
-                                match answers.as_mut().and_then(|a| a.take(&waiting_call)) {
-                                    Some(text) => {
-                                        if let Err(e) = process.answer_tool_call(&waiting_call.request_id, &waiting_call.rpc_id, &text).await {
-                                            break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
-                                        }
-                                    }
-                                    None => {
-                                        // A call of the answer being handed out, answered by the
-                                        // client's next request. claude may ask for a call before
-                                        // its message ends (it starts read-only tools early), so
-                                        // its turn ends at the message's end; a CLI that announces
-                                        // no end (gemini) has announced all its calls by the time
-                                        // it makes the first.
-                                        waiting.push(waiting_call);
-                                        if !calls.is_empty() && !adapter.announces_message_end() {
-                                            break 'turn Ok(TurnEnd::ToolCalls(std::mem::take(&mut calls).into_values().collect()));
-                                        }
-                                    }
-                                }
-                            }
-                            CliEvent::ToolServer { .. } | CliEvent::ControlRequest { .. } => {}
-                            // claude prints the deltas and then the whole message: forward the
-                            // message only when no delta came before it.
-                            CliEvent::AssistantText(_) if saw_text => {}
-                            CliEvent::TextDelta(text) | CliEvent::AssistantText(text) => {
-                                if text.is_empty() {
-                                    continue;
-                                }
-                                saw_text = true;
+                        match turn.on_event(cli) {
+                            Step::Nothing => {}
+                            Step::Session(id) => process.session_id = Some(id),
+                            Step::Text(text) => {
                                 if first_token {
                                     first_token = false;
                                     pool.series.time_to_first_token.observe(started.elapsed().as_secs_f64());
                                 }
                                 yield Ok(ChatEvent::Delta(text));
                             }
-                            CliEvent::Retrying { status: Some(401 | 403), .. } => {
-                                break 'turn Err(ProviderError::NotLoggedIn { provider: pool.name.clone() });
-                            }
-                            // A CLI that retries after text went out would send that text again;
-                            // what reached the client cannot be taken back, so the request fails.
-                            CliEvent::Retrying { .. } if saw_text => {
-                                break 'turn Err(ProviderError::Upstream {
-                                    provider: pool.name.clone(),
-                                    detail: "the model's stream broke off midway".into(),
-                                });
-                            }
-                            CliEvent::Retrying { attempt, status } => {
-                                if attempt > pool.cfg.max_upstream_retries {
-                                    let detail = match status {
-                                        Some(s) => format!("the model server answered {s}, {attempt} attempts"),
-                                        None => format!("the model server is unreachable, {attempt} attempts"),
-                                    };
-                                    break 'turn Err(ProviderError::Upstream { provider: pool.name.clone(), detail });
+                            Step::Waiting(call) => match answers.as_mut().and_then(|a| a.take(&call)) {
+                                Some(text) => {
+                                    if let Err(e) = process.answer_tool_call(&call.request_id, &call.rpc_id, &text).await {
+                                        break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
+                                    }
                                 }
-                            }
-                            CliEvent::Failure(failure) => {
-                                break 'turn Err(ProviderError::from_failure(&pool.name, failure));
-                            }
-                            CliEvent::Result(result) if result.is_error => {
-                                let failure = Failure::from_status(result.api_status, &result.text);
-                                break 'turn Err(ProviderError::from_failure(&pool.name, failure));
-                            }
-                            CliEvent::Result(result) => {
-                                if !saw_text && !result.text.is_empty() {
-                                    yield Ok(ChatEvent::Delta(result.text));
+                                // A call of the answer being handed out, answered by the client's
+                                // next request.
+                                None => {
+                                    waiting.push(call);
+                                    if let Some(calls) = turn.handed_out() {
+                                        break 'turn Ok(TurnEnd::ToolCalls(calls));
+                                    }
                                 }
-                                break 'turn Ok(TurnEnd::Answered(result.usage));
+                            },
+                            Step::Calls(calls) => break 'turn Ok(TurnEnd::ToolCalls(calls)),
+                            Step::Answered { text, usage } => {
+                                if let Some(text) = text {
+                                    yield Ok(ChatEvent::Delta(text));
+                                }
+                                break 'turn Ok(TurnEnd::Answered(usage));
                             }
+                            Step::Failed(e) => break 'turn Err(e),
                         }
                     }
                 };
@@ -883,8 +800,8 @@ impl Pool {
 /// How a turn ended when it did not fail.
 enum TurnEnd {
     Answered(Option<crate::provider::Usage>),
-    /// The model called the client's tools: (model's call id, tool name, arguments).
-    ToolCalls(Vec<(String, String, String)>),
+    /// The model called the client's tools.
+    ToolCalls(Vec<Call>),
 }
 
 /// Given to the CLI for a call the follow-up did not answer (it cannot happen on a resumed
