@@ -10,7 +10,7 @@
 //! - A long-lived process is recycled after about `max_requests_per_process` turns; its
 //!   successor starts when it begins its last one, so no request waits for a start-up.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use tokio::time::timeout_at;
 
 use super::health::{Health, HealthState};
 use super::output::ProcessEvent;
-use super::parked::{self, Parking};
+use super::parked::{self, Parking, Waiting};
 use super::process::{CliProcess, Launcher};
 use super::turn::{Call, Step, Turn};
 use crate::config::ProviderConfig;
@@ -266,85 +266,37 @@ impl Pool {
             // replaced by a fresh one (it may die, or be still exiting, when it is taken).
             loop {
                 let resuming = resumed.is_some();
-                let (mut lease, mut answers, mut waiting) = match resumed.take() {
-                    Some((parked, results)) => match pool.acquire_permit().await {
-                        Ok(permit) => (
-                            Lease { pool: pool.clone(), process: Some(parked.process), permit: Some(permit) },
-                            Some(parked::Answers::new(parked.calls, results)),
-                            parked.waiting,
-                        ),
-                        Err(e) => {
-                            pool.finish_request(started, Err(&e));
-                            yield Err(e);
-                            return;
-                        }
-                    },
-                    None => match pool.acquire(&profile).await {
-                        Ok(lease) => (lease, None, Vec::new()),
-                        Err(e) => {
-                            pool.finish_request(started, Err(&e));
-                            yield Err(e);
-                            return;
-                        }
-                    },
+                // `asked`: the calls a resumed process asked for while it was parked.
+                let (mut lease, mut answers, asked) = match pool.take_process(resumed.take(), &profile).await {
+                    Ok(taken) => taken,
+                    Err(e) => {
+                        pool.finish_request(started, Err(&e));
+                        yield Err(e);
+                        return;
+                    }
                 };
                 let deadline = tokio::time::Instant::now() + pool.cfg.request_timeout();
-                let mode = pool.mode();
-                let adapter = pool.launcher.adapter;
                 let mut first_token = true;
+                // Calls handed to the client that the CLI waits on: they go with it to its parking.
+                let mut waiting = Vec::new();
                 let outcome: Result<TurnEnd, ProviderError> = 'turn: {
                     let process = lease.process.as_mut().expect("lease holds a process");
-                    let resuming = answers.is_some();
-                    if let Some(results) = answers.as_mut() {
-                        // The requests the CLI made before it was parked; later ones are answered
-                        // as they come.
-                        for w in std::mem::take(&mut waiting) {
-                            let text = results.take(&w).unwrap_or_else(|| MISSING_RESULT.to_string());
-                            if let Err(e) = process.answer_tool_call(&w.request_id, &w.rpc_id, &text).await {
-                                break 'turn Err(pool.crashed(process, format!("cannot answer a tool call: {e}")).await);
-                            }
-                        }
-                    } else {
-                        process.drain_events();
-                        let input = adapter.encode_turn(&messages);
-                        if let Err(e) = process.write(&input, mode == ProcessMode::OneShot).await {
-                            break 'turn Err(pool.crashed(process, format!("cannot write the prompt: {e}")).await);
-                        }
+                    if let Err(e) = pool.send_request(process, &messages, answers.as_mut(), asked).await {
+                        break 'turn Err(e);
                     }
                     let mut turn = Turn::new(
                         &pool.name,
-                        adapter,
+                        pool.launcher.adapter,
                         profile.tools.as_ref(),
                         pool.cfg.max_upstream_retries,
-                        resuming,
+                        answers.is_some(),
                     );
                     loop {
-                        let now = tokio::time::Instant::now();
-                        let silence_limit = now + pool.cfg.idle_timeout();
-                        let wait_until = deadline.min(silence_limit);
-                        let event = match timeout_at(wait_until, process.next_event()).await {
+                        let event = match pool.next_cli_event(process, deadline).await {
                             Ok(event) => event,
-                            Err(_) => {
-                                let after = if wait_until == deadline {
-                                    pool.cfg.request_timeout()
-                                } else {
-                                    pool.cfg.idle_timeout()
-                                };
-                                break 'turn Err(ProviderError::Timeout { provider: pool.name.clone(), after });
-                            }
+                            Err(e) => break 'turn Err(e),
                         };
-                        let cli = match event {
-                            ProcessEvent::Cli(cli) => cli,
-                            ProcessEvent::Closed => {
-                                let code = process.exit_code().await;
-                                let failure = adapter.classify_exit(code, &process.stderr_tail());
-                                if matches!(failure, Failure::Crashed(_)) {
-                                    pool.metrics.crashes.with_label_values(&[&pool.name]).inc();
-                                }
-                                break 'turn Err(ProviderError::from_failure(&pool.name, failure));
-                            }
-                        };
-                        match turn.on_event(cli) {
+                        match turn.on_event(event) {
                             Step::Nothing => {}
                             Step::Session(id) => process.session_id = Some(id),
                             Step::Text(text) => {
@@ -397,17 +349,7 @@ impl Pool {
                     }
                     Ok(TurnEnd::ToolCalls(made)) => {
                         pool.finish_request(started, Ok(()));
-                        let (park, pending) = parked::name_calls(made);
-                        let handed: Vec<_> = pending.iter().map(|c| c.call.clone()).collect();
-                        // The process waits for the results without a concurrency slot.
-                        let process = lease.process.take().expect("lease holds a process");
-                        drop(lease);
-                        let evicted = pool.parking.park(park, process, owner.clone(), pending, waiting);
-                        for turn in evicted {
-                            pool.retire(turn.process, "tool_wait_evicted");
-                        }
-                        pool.metrics.tool_calls.with_label_values(&[&pool.name]).inc_by(handed.len() as u64);
-                        pool.update_gauges();
+                        let handed = pool.park_on_calls(lease, made, owner.clone(), waiting);
                         yield Ok(ChatEvent::ToolCalls(handed));
                         yield Ok(ChatEvent::Done { usage: None });
                     }
@@ -421,6 +363,123 @@ impl Pool {
                 return;
             }
         })
+    }
+
+    /// The process that answers a request, with the results it is owed: the parked one the
+    /// request's tool results continue (taking a concurrency slot again), or one of the pool's.
+    async fn take_process(
+        self: &Arc<Self>,
+        resumed: Option<(parked::ParkedTurn, HashMap<String, String>)>,
+        profile: &LaunchProfile,
+    ) -> Result<(Lease, Option<parked::Answers>, Vec<Waiting>), ProviderError> {
+        let Some((parked, results)) = resumed else {
+            return Ok((self.acquire(profile).await?, None, Vec::new()));
+        };
+        let permit = self.acquire_permit().await?;
+        let lease = Lease {
+            pool: self.clone(),
+            process: Some(parked.process),
+            permit: Some(permit),
+        };
+        Ok((
+            lease,
+            Some(parked::Answers::new(parked.calls, results)),
+            parked.waiting,
+        ))
+    }
+
+    /// Hands the request to its process: the prompt, or to a process resumed from its parking
+    /// the results of the calls it `asked` for while it waited (later ones are answered as they
+    /// come).
+    async fn send_request(
+        &self,
+        process: &mut CliProcess,
+        messages: &[Message],
+        answers: Option<&mut parked::Answers>,
+        asked: Vec<Waiting>,
+    ) -> Result<(), ProviderError> {
+        let Some(results) = answers else {
+            process.drain_events();
+            let input = self.launcher.adapter.encode_turn(messages);
+            let close = self.mode() == ProcessMode::OneShot;
+            if let Err(e) = process.write(&input, close).await {
+                return Err(self
+                    .crashed(process, format!("cannot write the prompt: {e}"))
+                    .await);
+            }
+            return Ok(());
+        };
+        for w in asked {
+            let text = results
+                .take(&w)
+                .unwrap_or_else(|| MISSING_RESULT.to_string());
+            if let Err(e) = process
+                .answer_tool_call(&w.request_id, &w.rpc_id, &text)
+                .await
+            {
+                return Err(self
+                    .crashed(process, format!("cannot answer a tool call: {e}"))
+                    .await);
+            }
+        }
+        Ok(())
+    }
+
+    /// The process's next event within the request's deadline and the silence limit; its
+    /// exit, or a timeout, as the request's error.
+    async fn next_cli_event(
+        &self,
+        process: &mut CliProcess,
+        deadline: tokio::time::Instant,
+    ) -> Result<CliEvent, ProviderError> {
+        let silence_limit = tokio::time::Instant::now() + self.cfg.idle_timeout();
+        let wait_until = deadline.min(silence_limit);
+        match timeout_at(wait_until, process.next_event()).await {
+            Ok(ProcessEvent::Cli(event)) => Ok(event),
+            Ok(ProcessEvent::Closed) => {
+                let code = process.exit_code().await;
+                let failure = self
+                    .launcher
+                    .adapter
+                    .classify_exit(code, &process.stderr_tail());
+                if matches!(failure, Failure::Crashed(_)) {
+                    self.metrics.crashes.with_label_values(&[&self.name]).inc();
+                }
+                Err(ProviderError::from_failure(&self.name, failure))
+            }
+            Err(_) => Err(ProviderError::Timeout {
+                provider: self.name.clone(),
+                after: if wait_until == deadline {
+                    self.cfg.request_timeout()
+                } else {
+                    self.cfg.idle_timeout()
+                },
+            }),
+        }
+    }
+
+    /// Parks the process on the calls its model made, until the client's results come back
+    /// (without a concurrency slot), and returns the calls as the client gets them.
+    fn park_on_calls(
+        &self,
+        mut lease: Lease,
+        made: Vec<Call>,
+        owner: String,
+        waiting: Vec<Waiting>,
+    ) -> Vec<crate::provider::ToolCall> {
+        let (park, pending) = parked::name_calls(made);
+        let handed: Vec<_> = pending.iter().map(|c| c.call.clone()).collect();
+        let process = lease.process.take().expect("lease holds a process");
+        drop(lease);
+        for turn in self.parking.park(park, process, owner, pending, waiting) {
+            self.retire(turn.process, "tool_wait_evicted");
+        }
+        self.metrics
+            .tool_calls
+            .with_label_values(&[&self.name])
+            .inc_by(handed.len() as u64);
+        self.update_gauges();
+        handed
     }
 
     async fn crashed(&self, process: &mut CliProcess, detail: String) -> ProviderError {
