@@ -19,7 +19,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
-use self::client::{Broken, OpenError, WorkerClient};
+use self::client::{Broken, OpenError, WorkerClient, WorkerEvents};
 use self::table::{Lease, WorkerTable};
 use super::{AccountInfo, Backend, ChatRequest, ProviderInfo, ProviderModels, Readiness};
 use crate::config::Config;
@@ -33,6 +33,20 @@ use crate::wire::{WorkerChatRequest, WorkerStatus};
 /// Extra time the router gives a worker beyond the provider's own request deadline (which the
 /// worker enforces), before it gives up on a worker that went silent.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
+
+/// How one worker took a request, before anything reached the client.
+enum Attempt {
+    /// It answers: its first event, the rest of its stream, and the turn's deadline.
+    Answering {
+        first: ChatEvent,
+        events: WorkerEvents,
+        deadline: tokio::time::Instant,
+    },
+    /// Another worker may answer instead; this one's error, in case none does.
+    Retry(ProviderError),
+    /// The request fails with this, whichever worker would take it.
+    Fail(ProviderError),
+}
 
 pub struct RemoteBackend {
     table: Arc<WorkerTable>,
@@ -410,6 +424,97 @@ impl RemoteTurn {
         })
     }
 
+    /// Opens the turn on `lease`'s worker and waits for its first event. Nothing has reached
+    /// the client yet, so the outcome decides whether this worker answers or another is tried.
+    async fn try_worker(
+        &self,
+        lease: &Lease,
+        provider: &str,
+        request: &WorkerChatRequest,
+        timeout: Duration,
+    ) -> Attempt {
+        let token = self.table.token(lease.token_file.as_ref());
+        let opened = tokio::time::timeout(
+            timeout,
+            self.client.chat(&lease.url, token.as_deref(), request),
+        )
+        .await
+        .unwrap_or_else(|_| Err(OpenError::Unreachable("timed out opening the turn".into())));
+        let mut events = match opened {
+            Ok(events) => events,
+            Err(OpenError::Refused(e)) if worth_another_worker(&e) => {
+                self.table.record_provider_error(lease, &e);
+                return Attempt::Retry(e);
+            }
+            Err(OpenError::Refused(e)) => return Attempt::Fail(e),
+            Err(e) => return self.unreachable(lease, provider, e.to_string()),
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(first))) => Attempt::Answering {
+                first,
+                events,
+                deadline,
+            },
+            Ok(Some(Err(Broken::Provider(e)))) => {
+                self.table.record_provider_error(lease, &e);
+                if worth_another_worker(&e) {
+                    Attempt::Retry(e)
+                } else {
+                    Attempt::Fail(e)
+                }
+            }
+            Ok(Some(Err(Broken::Connection(reason)))) => self.unreachable(lease, provider, reason),
+            Ok(None) => self.unreachable(
+                lease,
+                provider,
+                "the worker closed the stream before answering".into(),
+            ),
+            Err(_) => Attempt::Fail(ProviderError::Timeout {
+                provider: provider.into(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// A worker that could not be reached, or dropped the turn before answering: counted
+    /// against it, and another one is tried.
+    fn unreachable(&self, lease: &Lease, provider: &str, reason: String) -> Attempt {
+        self.table.record_failure(lease, &reason);
+        Attempt::Retry(ProviderError::Unavailable {
+            provider: provider.into(),
+            detail: reason,
+        })
+    }
+
+    /// The next event of a turn that has reached the client already: a failure now ends the
+    /// request, since another worker could not take back what went out.
+    async fn relay_next(
+        &self,
+        lease: &Lease,
+        provider: &str,
+        events: &mut WorkerEvents,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<ChatEvent, ProviderError> {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(event))) => Ok(event),
+            Ok(Some(Err(Broken::Provider(e)))) => {
+                self.table.record_provider_error(lease, &e);
+                Err(e)
+            }
+            Ok(Some(Err(Broken::Connection(reason)))) => {
+                self.table.record_failure(lease, &reason);
+                Err(lost(provider, &reason))
+            }
+            Ok(None) => Err(lost(provider, "the stream ended before the turn did")),
+            Err(_) => Err(ProviderError::Timeout {
+                provider: provider.into(),
+                after: timeout,
+            }),
+        }
+    }
+
     fn run(self, request: ChatRequest) -> BoxStream<'static, Result<ChatEvent, ProviderError>> {
         Box::pin(async_stream::stream! {
             let provider = request.provider.clone();
@@ -458,71 +563,14 @@ impl RemoteTurn {
                 };
                 tried.push(lease.url.clone());
                 let timeout = deadline_after(self.request_timeout_of(&provider));
-                let token = self.table.token(lease.token_file.as_ref());
-                let opened = tokio::time::timeout(
-                    timeout,
-                    self.client.chat(&lease.url, token.as_deref(), &wire_request),
-                )
-                .await
-                .unwrap_or_else(|_| Err(OpenError::Unreachable("timed out opening the turn".into())));
-                let mut events = match opened {
-                    Ok(events) => events,
-                    Err(OpenError::Refused(e)) if worth_another_worker(&e) => {
-                        self.table.record_provider_error(&lease, &e);
+                let (first, mut events, deadline) = match self.try_worker(&lease, &provider, &wire_request, timeout).await {
+                    Attempt::Answering { first, events, deadline } => (first, events, deadline),
+                    Attempt::Retry(e) => {
                         self.attempt(&provider, "retried");
                         last_error = Some(e);
                         continue;
                     }
-                    Err(OpenError::Refused(e)) => {
-                        self.attempt(&provider, "failed");
-                        self.finish(&provider, started, Err(&e));
-                        yield Err(e);
-                        return;
-                    }
-                    Err(e) => {
-                        self.table.record_failure(&lease, &e.to_string());
-                        self.attempt(&provider, "retried");
-                        last_error = Some(ProviderError::Unavailable {
-                            provider: provider.clone(),
-                            detail: e.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                // Nothing has reached the client yet: the first event decides whether this
-                // worker answers or another one is tried.
-                let deadline = tokio::time::Instant::now() + timeout;
-                let first = tokio::time::timeout_at(deadline, events.next()).await;
-                let first = match first {
-                    Ok(Some(Ok(event))) => event,
-                    Ok(Some(Err(Broken::Provider(e)))) if worth_another_worker(&e) => {
-                        self.table.record_provider_error(&lease, &e);
-                        self.attempt(&provider, "retried");
-                        last_error = Some(e);
-                        continue;
-                    }
-                    Ok(Some(Err(Broken::Provider(e)))) => {
-                        self.table.record_provider_error(&lease, &e);
-                        self.attempt(&provider, "failed");
-                        self.finish(&provider, started, Err(&e));
-                        yield Err(e);
-                        return;
-                    }
-                    Ok(Some(Err(Broken::Connection(reason)))) => {
-                        self.table.record_failure(&lease, &reason);
-                        self.attempt(&provider, "retried");
-                        last_error = Some(ProviderError::Unavailable { provider: provider.clone(), detail: reason });
-                        continue;
-                    }
-                    Ok(None) => {
-                        let reason = "the worker closed the stream before answering".to_string();
-                        self.table.record_failure(&lease, &reason);
-                        self.attempt(&provider, "retried");
-                        last_error = Some(ProviderError::Unavailable { provider: provider.clone(), detail: reason });
-                        continue;
-                    }
-                    Err(_) => {
-                        let e = ProviderError::Timeout { provider: provider.clone(), after: timeout };
+                    Attempt::Fail(e) => {
                         self.attempt(&provider, "failed");
                         self.finish(&provider, started, Err(&e));
                         yield Err(e);
@@ -539,29 +587,9 @@ impl RemoteTurn {
                 loop {
                     let event = match next.take() {
                         Some(event) => event,
-                        None => match tokio::time::timeout_at(deadline, events.next()).await {
-                            Ok(Some(Ok(event))) => event,
-                            Ok(Some(Err(Broken::Provider(e)))) => {
-                                self.table.record_provider_error(&lease, &e);
-                                self.finish(&provider, started, Err(&e));
-                                yield Err(e);
-                                return;
-                            }
-                            Ok(Some(Err(Broken::Connection(reason)))) => {
-                                self.table.record_failure(&lease, &reason);
-                                let e = lost(&provider, &reason);
-                                self.finish(&provider, started, Err(&e));
-                                yield Err(e);
-                                return;
-                            }
-                            Ok(None) => {
-                                let e = lost(&provider, "the stream ended before the turn did");
-                                self.finish(&provider, started, Err(&e));
-                                yield Err(e);
-                                return;
-                            }
-                            Err(_) => {
-                                let e = ProviderError::Timeout { provider: provider.clone(), after: timeout };
+                        None => match self.relay_next(&lease, &provider, &mut events, deadline, timeout).await {
+                            Ok(event) => event,
+                            Err(e) => {
                                 self.finish(&provider, started, Err(&e));
                                 yield Err(e);
                                 return;
