@@ -24,7 +24,7 @@ use super::health::{Health, HealthState};
 use super::output::ProcessEvent;
 use super::parked::{self, Parking, Waiting};
 use super::process::{CliProcess, Launcher};
-use super::turn::{Call, Step, Turn};
+use super::turn::{Call, Step, TurnState};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::provider::{
@@ -284,7 +284,7 @@ impl Pool {
                     if let Err(e) = pool.send_request(process, &messages, answers.as_mut(), asked).await {
                         break 'turn Err(e);
                     }
-                    let mut turn = Turn::new(
+                    let mut turn = TurnState::new(
                         &pool.name,
                         pool.launcher.adapter,
                         profile.tools.as_ref(),

@@ -36,7 +36,7 @@ pub enum Step {
 }
 
 /// The state of one turn between its events.
-pub struct Turn<'a> {
+pub struct TurnState<'a> {
     provider: &'a str,
     adapter: &'static dyn Adapter,
     /// The client's tools: only calls to them are handed out.
@@ -49,7 +49,7 @@ pub struct Turn<'a> {
     calls: BTreeMap<u32, Call>,
 }
 
-impl<'a> Turn<'a> {
+impl<'a> TurnState<'a> {
     /// A turn of a fresh prompt, or (`resuming`) the continuation of one parked on tool calls,
     /// whose credential source was checked when it started.
     pub fn new(
@@ -58,8 +58,8 @@ impl<'a> Turn<'a> {
         tools: Option<&'a ToolSet>,
         max_upstream_retries: u32,
         resuming: bool,
-    ) -> Turn<'a> {
-        Turn {
+    ) -> TurnState<'a> {
+        TurnState {
             provider,
             adapter,
             tools,
@@ -68,11 +68,6 @@ impl<'a> Turn<'a> {
             saw_text: false,
             calls: BTreeMap::new(),
         }
-    }
-
-    /// True once text went to the client: it cannot be taken back.
-    pub fn saw_text(&self) -> bool {
-        self.saw_text
     }
 
     pub fn on_event(&mut self, event: CliEvent) -> Step {
@@ -250,8 +245,8 @@ mod tests {
         })
     }
 
-    fn claude_turn(tools: Option<&ToolSet>) -> Turn<'_> {
-        Turn::new("claude", ProviderKind::Claude.adapter(), tools, 3, false)
+    fn claude_turn(tools: Option<&ToolSet>) -> TurnState<'_> {
+        TurnState::new("claude", ProviderKind::Claude.adapter(), tools, 3, false)
     }
 
     fn lock_down(step: Step) -> String {
@@ -275,11 +270,11 @@ mod tests {
             lock_down(turn.on_event(started("ANTHROPIC_API_KEY"))).contains("ANTHROPIC_API_KEY")
         );
         // A continuation was checked when its turn started; gemini reports no source at all.
-        let mut resumed = Turn::new("claude", ProviderKind::Claude.adapter(), None, 3, true);
+        let mut resumed = TurnState::new("claude", ProviderKind::Claude.adapter(), None, 3, true);
         assert!(
             matches!(resumed.on_event(CliEvent::TextDelta("hi".into())), Step::Text(t) if t == "hi")
         );
-        let mut gemini = Turn::new("gemini", ProviderKind::Gemini.adapter(), None, 3, false);
+        let mut gemini = TurnState::new("gemini", ProviderKind::Gemini.adapter(), None, 3, false);
         assert!(matches!(
             gemini.on_event(CliEvent::TextDelta("hi".into())),
             Step::Text(_)
@@ -294,7 +289,6 @@ mod tests {
             turn.on_event(CliEvent::TextDelta(String::new())),
             Step::Nothing
         ));
-        assert!(!turn.saw_text());
         assert!(
             matches!(turn.on_event(CliEvent::TextDelta("hel".into())), Step::Text(t) if t == "hel")
         );
@@ -388,7 +382,7 @@ mod tests {
     #[test]
     fn without_message_ends_the_turn_ends_at_the_first_call_handed_out() {
         let tools = weather();
-        let mut turn = Turn::new(
+        let mut turn = TurnState::new(
             "gemini",
             ProviderKind::Gemini.adapter(),
             Some(&tools),
