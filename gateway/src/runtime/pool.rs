@@ -24,7 +24,7 @@ use super::health::{Health, HealthState};
 use super::output::ProcessEvent;
 use super::parked::{self, Parking, Waiting};
 use super::process::{CliProcess, Launcher};
-use super::turn::{Call, Step, TurnState};
+use super::turn::{Call, Reset, ResetReading, Step, TurnState};
 use crate::config::ProviderConfig;
 use crate::metrics::Metrics;
 use crate::provider::{
@@ -867,19 +867,6 @@ enum TurnEnd {
 /// turn, which needs every result, but a CLI may ask for a call it never announced).
 const MISSING_RESULT: &str = "error: the client sent no result for this call";
 
-/// How a reset turn came back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reset {
-    /// Empty and clean, and the CLI showed that it dropped the conversation: it said so
-    /// (`conversation_reset`, claude 2.1.330) or started a new one (a new session id in its
-    /// init line, claude 2.1.197).
-    Verified,
-    /// Empty and clean, but nothing showed the conversation is gone.
-    Unproven,
-    /// Text, an error, silence or an exit: the conversation may survive.
-    Failed,
-}
-
 /// Resets that came back clean but unproven, in a row, after which the pool stops reusing
 /// processes and serves pre-started one-shot ones: this CLI version's reset cannot be checked.
 const UNVERIFIED_RESETS_BEFORE_ONE_SHOT: u32 = 2;
@@ -894,35 +881,19 @@ async fn reset(process: &mut CliProcess, line: Option<&[u8]>, limit: Duration) -
         return Reset::Failed;
     }
     let deadline = tokio::time::Instant::now() + limit;
-    let before = process.session_id.clone();
-    let mut proven = false;
-    loop {
+    let mut reading = ResetReading::new(process.session_id.take());
+    let verdict = loop {
         match timeout_at(deadline, process.next_event()).await {
-            Ok(ProcessEvent::Cli(CliEvent::ConversationReset)) => proven = true,
-            Ok(ProcessEvent::Cli(CliEvent::Started {
-                session_id: Some(id),
-                ..
-            })) => {
-                proven |= before.as_ref().is_some_and(|b| *b != id);
-                process.session_id = Some(id);
+            Ok(ProcessEvent::Cli(event)) => {
+                if let Some(verdict) = reading.on_event(event) {
+                    break verdict;
+                }
             }
-            Ok(ProcessEvent::Cli(CliEvent::Result(r))) => {
-                return match (!r.is_error && r.text.trim().is_empty(), proven) {
-                    (true, true) => Reset::Verified,
-                    (true, false) => Reset::Unproven,
-                    (false, _) => Reset::Failed,
-                };
-            }
-            Ok(ProcessEvent::Cli(CliEvent::TextDelta(t) | CliEvent::AssistantText(t)))
-                if !t.trim().is_empty() =>
-            {
-                return Reset::Failed;
-            }
-            Ok(ProcessEvent::Cli(CliEvent::Failure(_))) => return Reset::Failed,
-            Ok(ProcessEvent::Cli(_)) => {}
-            Ok(ProcessEvent::Closed) | Err(_) => return Reset::Failed,
+            Ok(ProcessEvent::Closed) | Err(_) => break Reset::Failed,
         }
-    }
+    };
+    process.session_id = reading.session_id();
+    verdict
 }
 
 /// What a long-lived process that just answered has left in it.

@@ -1,6 +1,7 @@
-//! One turn of a CLI as the request sees it: the CLI's events go in, what the client gets and
-//! how the turn ends come out. No I/O and no clock, so each rule is unit-tested here; the pool
-//! reads the events, writes the answers to tool calls and keeps the time.
+//! A CLI's turns read without I/O: a request's turn (the CLI's events go in, what the client gets
+//! and how the turn ends come out) and the reset turn between two requests (did the conversation
+//! go?). No I/O and no clock, so each rule is unit-tested here; the pool reads the events, writes
+//! the answers to tool calls and keeps the time.
 
 use std::collections::BTreeMap;
 
@@ -210,6 +211,72 @@ impl<'a> TurnState<'a> {
             provider: self.provider.to_string(),
             detail,
         })
+    }
+}
+
+/// How a reset turn came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// Empty and clean, and the CLI showed that it dropped the conversation: it said so
+    /// (`conversation_reset`, claude 2.1.330) or started a new one (a new session id in its
+    /// init line, claude 2.1.197).
+    Verified,
+    /// Empty and clean, but nothing showed the conversation is gone.
+    Unproven,
+    /// Text, an error, silence or an exit: the conversation may survive.
+    Failed,
+}
+
+/// Reads a reset turn's events until they tell whether the conversation is gone (silence and
+/// exits are the pool's to judge: both fail the reset).
+pub struct ResetReading {
+    /// The conversation the process held before the reset.
+    before: Option<String>,
+    now: Option<String>,
+    proven: bool,
+}
+
+impl ResetReading {
+    pub fn new(session_id: Option<String>) -> ResetReading {
+        ResetReading {
+            now: session_id.clone(),
+            before: session_id,
+            proven: false,
+        }
+    }
+
+    /// The verdict, once this event gives it.
+    pub fn on_event(&mut self, event: CliEvent) -> Option<Reset> {
+        match event {
+            CliEvent::ConversationReset => self.proven = true,
+            CliEvent::Started {
+                session_id: Some(id),
+                ..
+            } => {
+                self.proven |= self.before.as_ref().is_some_and(|b| *b != id);
+                self.now = Some(id);
+            }
+            CliEvent::Result(r) => {
+                return Some(
+                    match (!r.is_error && r.text.trim().is_empty(), self.proven) {
+                        (true, true) => Reset::Verified,
+                        (true, false) => Reset::Unproven,
+                        (false, _) => Reset::Failed,
+                    },
+                );
+            }
+            CliEvent::TextDelta(t) | CliEvent::AssistantText(t) if !t.trim().is_empty() => {
+                return Some(Reset::Failed);
+            }
+            CliEvent::Failure(_) => return Some(Reset::Failed),
+            _ => {}
+        }
+        None
+    }
+
+    /// The CLI's conversation id after the reset.
+    pub fn session_id(self) -> Option<String> {
+        self.now
     }
 }
 
@@ -461,5 +528,72 @@ mod tests {
             turn.on_event(CliEvent::Failure(Failure::NotLoggedIn)),
             Step::Failed(ProviderError::NotLoggedIn { .. })
         ));
+    }
+
+    fn read_reset(before: Option<&str>, events: Vec<CliEvent>) -> (Option<Reset>, Option<String>) {
+        let mut reading = ResetReading::new(before.map(String::from));
+        let verdict = events.into_iter().find_map(|e| reading.on_event(e));
+        (verdict, reading.session_id())
+    }
+
+    fn init(session: &str) -> CliEvent {
+        CliEvent::Started {
+            model: None,
+            api_key_source: Some("none".into()),
+            session_id: Some(session.into()),
+        }
+    }
+
+    #[test]
+    fn a_reset_is_verified_only_when_the_cli_shows_the_conversation_went() {
+        // claude 2.1.330 says so; 2.1.197 starts a new conversation instead.
+        let said = read_reset(
+            Some("s-1"),
+            vec![init("s-1"), CliEvent::ConversationReset, result("")],
+        );
+        assert_eq!(said, (Some(Reset::Verified), Some("s-1".into())));
+        let renewed = read_reset(
+            Some("s-1"),
+            vec![
+                init("s-2"),
+                CliEvent::AssistantText(String::new()),
+                result(""),
+            ],
+        );
+        assert_eq!(renewed, (Some(Reset::Verified), Some("s-2".into())));
+        // Clean, but the same conversation, or no earlier one to compare with: unproven.
+        let same = read_reset(Some("s-1"), vec![init("s-1"), result("")]);
+        assert_eq!(same.0, Some(Reset::Unproven));
+        let first = read_reset(None, vec![init("s-1"), result("")]);
+        assert_eq!(first, (Some(Reset::Unproven), Some("s-1".into())));
+    }
+
+    #[test]
+    fn a_reset_that_answers_or_errs_fails_even_when_it_said_it_reset() {
+        let failed = |events: Vec<CliEvent>| {
+            let mut all = vec![CliEvent::ConversationReset];
+            all.extend(events);
+            read_reset(Some("s-1"), all).0
+        };
+        assert_eq!(failed(vec![result("I remember you")]), Some(Reset::Failed));
+        assert_eq!(
+            failed(vec![CliEvent::TextDelta("hi".into()), result("")]),
+            Some(Reset::Failed)
+        );
+        assert_eq!(
+            failed(vec![CliEvent::Failure(Failure::NotLoggedIn)]),
+            Some(Reset::Failed)
+        );
+        let error = CliEvent::Result(TurnResult {
+            is_error: true,
+            ..Default::default()
+        });
+        assert_eq!(failed(vec![error]), Some(Reset::Failed));
+        // Whitespace is no answer; nothing but a result gives a verdict.
+        assert_eq!(
+            failed(vec![CliEvent::TextDelta(" \n".into()), result(" ")]),
+            Some(Reset::Verified)
+        );
+        assert_eq!(failed(vec![init("s-1")]), None);
     }
 }
