@@ -71,6 +71,7 @@ impl<'a> TurnState<'a> {
         }
     }
 
+    /// What one event of the CLI means for the request.
     pub fn on_event(&mut self, event: CliEvent) -> Step {
         match event {
             CliEvent::Started {
