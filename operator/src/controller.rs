@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -85,6 +86,12 @@ pub fn providers_using_secret(
     })
 }
 
+/// The LLMProvider whose worker Service an EndpointSlice belongs to (its provider label).
+pub fn provider_of_slice(s: EndpointSlice) -> Option<ObjectRef<LLMProvider>> {
+    let provider = s.labels().get(labels::PROVIDER)?;
+    Some(ObjectRef::new(provider).within(&s.namespace()?))
+}
+
 /// HubGateways that reference a Secret (API keys, external Redis URL).
 pub fn gateways_using_secret(
     store: &Store<HubGateway>,
@@ -123,6 +130,13 @@ pub async fn run(
         .watches(secret_metadata(&client, ns), Config::default(), move |s| {
             providers_using_secret(&provider_store, &s)
         })
+        // A worker that turns ready (or stops) changes what its workers answer: the provider's
+        // status is looked at again at once rather than at the next interval.
+        .watches(
+            api::<EndpointSlice>(&client, ns),
+            Config::default().labels(&crate::workers::worker_slices_selector()),
+            provider_of_slice,
+        )
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(
             provider::reconcile,

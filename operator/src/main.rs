@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
@@ -12,6 +13,7 @@ use llm_mcp_hub_operator::http::{HttpState, router};
 use llm_mcp_hub_operator::leader::{LeaderElector, LeaseConfig};
 use llm_mcp_hub_operator::metrics::Metrics;
 use llm_mcp_hub_operator::reconcile::Context;
+use llm_mcp_hub_operator::workers;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -58,6 +60,22 @@ struct Args {
     /// Identity of this replica in the Lease (default: POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// How often the operator asks each LLMProvider's ready workers for their accounts' state
+    /// (logged in, usage-limited until when) for its status; 0: never (the status then comes
+    /// from the Deployments alone, and Ready does not wait for a logged-in worker).
+    #[arg(
+        long,
+        env = "LLM_MCP_HUB_WORKER_STATUS_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    worker_status_interval_secs: u64,
+    /// How long one worker may take to answer the operator's status request.
+    #[arg(
+        long,
+        env = "LLM_MCP_HUB_WORKER_STATUS_TIMEOUT_SECS",
+        default_value_t = 3
+    )]
+    worker_status_timeout_secs: u64,
     /// Log format.
     #[arg(long, env = "LLM_MCP_HUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -156,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
     }
     metrics.leader.set(1);
 
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         BuildConfig {
             image: args.image.clone(),
@@ -166,10 +184,20 @@ async fn main() -> anyhow::Result<()> {
                 .map(|r| r.trim().to_owned())
                 .filter(|r| !r.is_empty())
                 .collect(),
+            operator_namespace: args.lease_namespace.clone(),
         },
         metrics.clone(),
         Some(identity.clone()),
-    ));
+    );
+    if args.worker_status_interval_secs > 0 {
+        let slices = workers::watch_worker_slices(client.clone(), args.watch_namespace.as_deref());
+        ctx = ctx.with_workers(workers::WorkerProbe::new(
+            slices,
+            Duration::from_secs(args.worker_status_timeout_secs.max(1)),
+            Duration::from_secs(args.worker_status_interval_secs),
+        ));
+    }
+    let ctx = Arc::new(ctx);
     let controllers = tokio::spawn(llm_mcp_hub_operator::controller::run(
         client.clone(),
         ctx,

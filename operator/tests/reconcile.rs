@@ -442,6 +442,7 @@ async fn provider_with_an_image_outside_the_allowed_registries_is_refused() {
         BuildConfig {
             image: "img:test".to_owned(),
             allowed_image_registries: vec!["ghcr.io/llm-mcp-hub".to_owned()],
+            ..BuildConfig::default()
         },
         Metrics::new(),
         Some("test".to_owned()),

@@ -42,6 +42,10 @@ pub struct BuildConfig {
     pub image: String,
     /// Registries (or registry paths) a resource's own image may come from; empty: any.
     pub allowed_image_registries: Vec<String>,
+    /// The operator's own namespace: its pods may ask the workers for their status (their
+    /// NetworkPolicy admits them). None: the operator's pods are looked for in each worker's
+    /// namespace.
+    pub operator_namespace: Option<String>,
 }
 
 impl Default for BuildConfig {
@@ -49,7 +53,29 @@ impl Default for BuildConfig {
         Self {
             image: default_image(),
             allowed_image_registries: Vec::new(),
+            operator_namespace: None,
         }
+    }
+}
+
+/// The operator's pods (the chart's labels), in `namespace` when given.
+pub fn operator_peer(namespace: Option<&str>) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (labels::NAME.to_owned(), labels::NAME_VALUE.to_owned()),
+                (labels::COMPONENT.to_owned(), "operator".to_owned()),
+            ])),
+            ..LabelSelector::default()
+        }),
+        namespace_selector: namespace.map(|ns| LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                ns.to_owned(),
+            )])),
+            ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
     }
 }
 

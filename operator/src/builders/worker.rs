@@ -19,8 +19,8 @@ use llm_mcp_hub_crds::{AccountSpec, LLMProvider, ProviderKind, labels};
 use super::{
     BuildConfig, HUB_UID, admit_only, base_labels, container_security, dns_egress, empty_dir, env,
     hash_parts, http_container_port, http_probe, http_service_port, https_egress, meta,
-    pod_security, pull_secrets, resources_or, scheduled, secret_env, secret_env_optional,
-    surge_rollout,
+    operator_peer, pod_security, pull_secrets, resources_or, scheduled, secret_env,
+    secret_env_optional, surge_rollout,
 };
 
 /// Port the workers listen on.
@@ -149,7 +149,7 @@ pub fn build(p: &LLMProvider, cfg: &BuildConfig, inputs: &WorkerInputs) -> Worke
         }),
         ..PodDisruptionBudget::default()
     };
-    let network_policy = admit_only(
+    let mut network_policy = admit_only(
         meta(p, &svc_name, provider_labels(p)),
         provider_selector(p),
         router_pod_selector(),
@@ -158,6 +158,17 @@ pub fn build(p: &LLMProvider, cfg: &BuildConfig, inputs: &WorkerInputs) -> Worke
         // service-account token), no other pod.
         vec![dns_egress(), https_egress()],
     );
+    // The operator asks the workers how their accounts are (operator/src/workers.rs).
+    if let Some(rule) = network_policy
+        .spec
+        .as_mut()
+        .and_then(|s| s.ingress.as_mut())
+        .and_then(|rules| rules.first_mut())
+    {
+        rule.from
+            .get_or_insert_with(Vec::new)
+            .push(operator_peer(cfg.operator_namespace.as_deref()));
+    }
     let token_secret = Secret {
         metadata: meta(p, worker_token_secret_name(&name), provider_labels(p)),
         type_: Some("Opaque".to_owned()),

@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::builders::{BuildConfig, FIELD_MANAGER};
 use crate::metrics::Metrics;
 use crate::validate::Problem;
+use crate::workers::WorkerProbe;
 
 /// Errors that make a reconcile fail (and be retried with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Settings that shape the built objects.
     pub config: BuildConfig,
+    /// Asks the worker pods how their accounts are (None: status from the Deployments only).
+    pub workers: Option<WorkerProbe>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -76,8 +79,15 @@ impl Context {
             client,
             metrics,
             config,
+            workers: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context, asking the workers through `probe` as well.
+    pub fn with_workers(mut self, probe: WorkerProbe) -> Self {
+        self.workers = Some(probe);
+        self
     }
 
     fn key<K: Resource>(obj: &K) -> String {

@@ -20,6 +20,7 @@ use crate::builders::hash_parts;
 use crate::builders::worker::{self, WorkerInputs};
 use crate::conditions;
 use crate::validate;
+use crate::workers;
 
 /// Kind label in metrics and logs.
 pub const KIND: &str = "LLMProvider";
@@ -28,6 +29,8 @@ pub const KIND: &str = "LLMProvider";
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a provider whose rollout is in progress is looked at again.
 pub const PROGRESS_RECHECK: Duration = Duration::from_secs(15);
+/// How soon a provider with ready pods whose workers have not answered is looked at again.
+pub const WORKERS_RECHECK: Duration = Duration::from_secs(3);
 
 /// Reconciles one LLMProvider.
 pub async fn reconcile(p: Arc<LLMProvider>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -94,14 +97,11 @@ async fn reconcile_inner(p: &LLMProvider, ctx: &Context) -> Result<Action, Error
     .unwrap_or_else(|| random_alphanumeric(worker::WORKER_TOKEN_LEN));
 
     // 2. Apply. The token Secret goes first: the worker pods do not start without it.
-    let objs = worker::build(
-        p,
-        &ctx.config,
-        &WorkerInputs {
-            secret_hashes: hashes,
-            worker_token,
-        },
-    );
+    let inputs = WorkerInputs {
+        secret_hashes: hashes,
+        worker_token,
+    };
+    let objs = worker::build(p, &ctx.config, &inputs);
     apply(&ctx.client, &ns, &objs.token_secret).await?;
     apply(&ctx.client, &ns, &objs.service).await?;
     apply(&ctx.client, &ns, &objs.pdb).await?;
@@ -125,14 +125,95 @@ async fn reconcile_inner(p: &LLMProvider, ctx: &Context) -> Result<Action, Error
         }
     }
 
-    // 4. Status.
-    let (status, progressing) = status_from(p, &applied, Timestamp::now());
-    publish_status(p, ctx, &ns, status).await?;
-    Ok(Action::requeue(if progressing {
+    // 4. Status, with what the workers say of their accounts when the operator asks them.
+    let now = Timestamp::now();
+    let (mut status, progressing) = status_from(p, &applied, now);
+    let mut recheck = if progressing {
         PROGRESS_RECHECK
     } else {
         RESYNC
-    }))
+    };
+    if let Some(probe) = &ctx.workers {
+        let answers = probe
+            .observe(
+                &ns,
+                &worker::service_name(&name),
+                worker::WORKER_PORT,
+                &inputs.worker_token,
+            )
+            .await;
+        let waiting = apply_observation(p, &mut status, &answers, now);
+        if waiting {
+            // Ready pods whose workers have not answered yet: soon, not at the next interval.
+            recheck = recheck.min(WORKERS_RECHECK);
+        } else if status.ready_replicas > 0 {
+            recheck = recheck.min(probe.interval);
+        }
+    }
+    publish_status(p, ctx, &ns, status).await?;
+    Ok(Action::requeue(recheck))
+}
+
+/// Folds the workers' answers into `status`: each account's `usageLimitedUntil`, the
+/// provider's (the earliest reset, while every account is limited), and the Ready condition,
+/// which also needs some worker whose CLI is logged in. Returns whether it held Ready back
+/// because no worker has answered yet.
+pub fn apply_observation(
+    p: &LLMProvider,
+    status: &mut LLMProviderStatus,
+    answers: &[Option<workers::WorkerAnswer>],
+    now: Timestamp,
+) -> bool {
+    let observed = workers::Observation::from_answers(answers, now.as_second());
+    observed.apply(
+        &mut status.accounts,
+        &workers::answered_accounts(answers),
+        now.as_second(),
+    );
+    let limits: Vec<_> = status
+        .accounts
+        .iter()
+        .map(|a| a.usage_limited_until.clone())
+        .collect();
+    status.usage_limited_until = if !limits.is_empty() && limits.iter().all(Option::is_some) {
+        limits.into_iter().flatten().min_by_key(|t| t.0)
+    } else {
+        None
+    };
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition::READY && c.status == "True");
+    if ready && observed.logged_in == 0 {
+        let (reason, message) = if observed.answered == 0 {
+            (
+                "WorkersNotAnswering",
+                format!(
+                    "0/{} ready worker pods answered their status yet",
+                    observed.asked
+                ),
+            )
+        } else {
+            (
+                "NotLoggedIn",
+                format!(
+                    "no worker's CLI is logged in ({} answered): check the accounts' Secrets",
+                    observed.answered
+                ),
+            )
+        };
+        conditions::set(
+            &mut status.conditions,
+            condition::READY,
+            false,
+            reason,
+            message,
+            p.meta().generation,
+            now,
+        );
+        return observed.answered == 0;
+    }
+    false
 }
 
 /// Computes the status from the applied Deployments. Returns it and whether a rollout is in
