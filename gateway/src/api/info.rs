@@ -61,11 +61,19 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: whether this process should get traffic. The session store is not part of
-/// it: while Redis is down, requests without a session still work, and every replica would
-/// leave the Service at once (the store shows in `/health` and the metrics instead).
+/// `GET /readyz`: whether this process should get traffic. The session store counts only until
+/// it has answered once: before that a client's `X-Session-ID` would fail; after it, while
+/// Redis is down, requests without a session still work, and every replica would leave the
+/// Service at once (the store shows in `/health` and the metrics instead).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let readiness = state.chat.backend().readiness();
+    let mut readiness = state.chat.backend().readiness();
+    if readiness.ready && !state.chat.store_reached().await {
+        readiness.ready = false;
+        readiness.detail = format!(
+            "the session store ({}) has not answered yet",
+            state.chat.store().kind()
+        );
+    }
     let status = if readiness.ready {
         StatusCode::OK
     } else {

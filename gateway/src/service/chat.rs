@@ -2,6 +2,7 @@
 //! stores it when — and only when — the provider answered.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -99,6 +100,8 @@ pub struct TurnRequest {
 pub struct ChatService {
     backend: Arc<dyn Backend>,
     store: Arc<dyn SessionStore>,
+    /// Set once the store has answered a ping (see [`ChatService::store_reached`]).
+    store_reached: Arc<AtomicBool>,
     settings: SessionSettings,
     metrics: Arc<Metrics>,
 }
@@ -113,9 +116,26 @@ impl ChatService {
         ChatService {
             backend,
             store,
+            store_reached: Arc::default(),
             settings,
             metrics,
         }
+    }
+
+    /// Whether the session store has answered since this process started: asks it until it
+    /// has once, then stays true. A process that has never reached its store (a Redis still
+    /// starting, a Service name not resolvable yet) would answer a client's `X-Session-ID`
+    /// with an error, so it is not ready; a store lost later does not make it unready, as
+    /// requests without a session still work then.
+    pub async fn store_reached(&self) -> bool {
+        if self.store_reached.load(Ordering::Relaxed) {
+            return true;
+        }
+        let reached = self.store.ping().await.is_ok();
+        if reached {
+            self.store_reached.store(true, Ordering::Relaxed);
+        }
+        reached
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

@@ -547,6 +547,49 @@ async fn refuses_a_public_address_without_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hub_is_not_ready_until_its_session_store_has_answered_once() {
+    // Redis not up yet when the hub starts (a pod that came up before its Redis, or before its
+    // Service name resolved): a client that waits for readiness and sends X-Session-ID at once
+    // must not be refused for want of the store.
+    let mut redis = e2e::redis::RedisServer::start().await;
+    redis.kill().await;
+    let hub = Hub::start_with(options(
+        &format!("redis_url = \"{}\"\nredis_timeout_ms = 500", redis.url),
+        "",
+    ))
+    .await;
+    let readyz = || async {
+        let r = hub.http.get(hub.url("/readyz")).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("session store (redis)"),
+        "{body}"
+    );
+
+    redis.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while readyz().await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = chat(
+        &hub,
+        None,
+        Some("right-after-ready"),
+        json!({"model": "claude", "messages": [user("first")]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-session-id"], "right-after-ready");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn with_redis_sessions_survive_an_outage_and_the_hub_recovers() {
     let mut redis = e2e::redis::RedisServer::start().await;
     let hub = Hub::start_with(options(
