@@ -1,6 +1,8 @@
 //! The HTTP servers.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,12 +22,22 @@ use crate::record::{RecordedRequest, Vendor};
 
 pub(crate) type Log = Arc<Mutex<Vec<RecordedRequest>>>;
 
+/// Streamed answers open now, and those whose client went away before their end (a CLI killed
+/// mid-answer), in this process: `GET /_fake/streams`, for tests outside the process.
+static STREAMS_OPEN: AtomicUsize = AtomicUsize::new(0);
+static STREAMS_CUT: AtomicUsize = AtomicUsize::new(0);
+
 #[derive(Clone)]
 struct AppState {
     vendor: Vendor,
     log: Log,
     forced: Forced,
+    by_token: ForcedByToken,
 }
+
+/// Directives for the requests of one account only, keyed by the bearer token they carry (set
+/// over HTTP by processes outside the test: `PUT /_fake/force?token=T`).
+type ForcedByToken = Arc<Mutex<HashMap<String, String>>>;
 
 /// Directives applied to every conversation request, as if each carried them (see
 /// [`FakeServer::force`]).
@@ -63,7 +75,17 @@ impl FakeServer {
 
     /// A fake server for `vendor` on 127.0.0.1:`port` (`0` = a free port).
     pub async fn start(vendor: Vendor, port: u16) -> std::io::Result<FakeServer> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        Self::start_on(
+            vendor,
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        )
+        .await
+    }
+
+    /// A fake server for `vendor` on `addr` (another address than loopback: for CLIs in pods,
+    /// which reach the host on their bridge's address).
+    pub async fn start_on(vendor: Vendor, addr: SocketAddr) -> std::io::Result<FakeServer> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let log: Log = Arc::default();
         let forced: Forced = Arc::default();
@@ -71,6 +93,7 @@ impl FakeServer {
             vendor,
             log: log.clone(),
             forced: forced.clone(),
+            by_token: ForcedByToken::default(),
         };
         let app = Router::new().fallback(handle).with_state(state);
         let task = tokio::spawn(async move {
@@ -184,7 +207,16 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     if parts.uri.path() == "/_fake/requests" {
         return log_response(&st.log, &parts.method);
     }
+    if parts.uri.path() == "/_fake/streams" {
+        return json_response(
+            StatusCode::OK,
+            json!({"open": STREAMS_OPEN.load(Ordering::SeqCst), "cut": STREAMS_CUT.load(Ordering::SeqCst)}),
+        );
+    }
     let bytes = to_bytes(body, 64 << 20).await.unwrap_or_default();
+    if parts.uri.path() == "/_fake/force" {
+        return force_response(&st.by_token, &parts, &bytes);
+    }
     let rec = RecordedRequest {
         vendor: st.vendor,
         method: parts.method.to_string(),
@@ -194,11 +226,50 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
     st.log.lock().unwrap().push(rec.clone());
-    let forced = st.forced.lock().unwrap().clone();
+    let token = bearer(&rec);
+    let by_token = token.and_then(|t| st.by_token.lock().unwrap().get(t).cloned());
+    let forced = by_token.or_else(|| st.forced.lock().unwrap().clone());
     match st.vendor {
         Vendor::Anthropic => anthropic(&rec, forced.as_deref()),
         Vendor::Gemini => gemini(&rec, forced.as_deref()),
     }
+}
+
+fn bearer(rec: &RecordedRequest) -> Option<&str> {
+    rec.header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// `PUT /_fake/force?token=T` with directives as the body scripts every later conversation
+/// request that carries token `T` (one account out of its usage window, say); `DELETE` ends it.
+fn force_response(
+    by_token: &ForcedByToken,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Response {
+    let token = parts
+        .uri
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("token="));
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "token= is needed"}),
+        );
+    };
+    let mut map = by_token.lock().unwrap();
+    match parts.method {
+        axum::http::Method::PUT => {
+            map.insert(token.to_owned(), String::from_utf8_lossy(body).into_owned());
+        }
+        axum::http::Method::DELETE => {
+            map.remove(token);
+        }
+        _ => return json_response(StatusCode::METHOD_NOT_ALLOWED, json!({})),
+    }
+    json_response(StatusCode::OK, json!({"forced": map.len()}))
 }
 
 /// Rough token estimate used for the fake usage numbers.
@@ -256,43 +327,53 @@ struct StreamPlan {
     drop: bool,
 }
 
+/// Sends the plan's parts; false when the client went away before the end.
+async fn feed(p: StreamPlan, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) -> bool {
+    for b in p.head {
+        if tx.send(Ok(b)).await.is_err() {
+            return false;
+        }
+    }
+    if p.stall || p.drop {
+        if tx.send(Ok(p.cut_first)).await.is_err() {
+            return false;
+        }
+        if p.drop {
+            // Let the delta reach the client before the connection is aborted.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = tx.send(Err(std::io::Error::other("fake drop"))).await;
+            return true;
+        }
+        // Hold the stream open until the client goes away.
+        tx.closed().await;
+        return false;
+    }
+    for (i, b) in p.deltas.into_iter().enumerate() {
+        if i > 0
+            && let Some(d) = p.delay
+        {
+            tokio::time::sleep(d).await;
+        }
+        if tx.send(Ok(b)).await.is_err() {
+            return false;
+        }
+    }
+    for b in p.tail {
+        if tx.send(Ok(b)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 fn sse_response(p: StreamPlan) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
-        for b in p.head {
-            if tx.send(Ok(b)).await.is_err() {
-                return;
-            }
+        STREAMS_OPEN.fetch_add(1, Ordering::SeqCst);
+        if !feed(p, &tx).await {
+            STREAMS_CUT.fetch_add(1, Ordering::SeqCst);
         }
-        if p.stall || p.drop {
-            if tx.send(Ok(p.cut_first)).await.is_err() {
-                return;
-            }
-            if p.drop {
-                // Let the delta reach the client before the connection is aborted.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let _ = tx.send(Err(std::io::Error::other("fake drop"))).await;
-            } else {
-                // Hold the stream open until the client goes away.
-                tx.closed().await;
-            }
-            return;
-        }
-        for (i, b) in p.deltas.into_iter().enumerate() {
-            if i > 0
-                && let Some(d) = p.delay
-            {
-                tokio::time::sleep(d).await;
-            }
-            if tx.send(Ok(b)).await.is_err() {
-                return;
-            }
-        }
-        for b in p.tail {
-            if tx.send(Ok(b)).await.is_err() {
-                return;
-            }
-        }
+        STREAMS_OPEN.fetch_sub(1, Ordering::SeqCst);
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))

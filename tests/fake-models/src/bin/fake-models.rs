@@ -1,8 +1,8 @@
 //! Starts a fake Anthropic and a fake Gemini server and prints
 //! `anthropic=http://127.0.0.1:P gemini=http://127.0.0.1:Q`, then serves until killed.
 //!
-//! Usage: `fake-models [--anthropic-port P] [--gemini-port Q] [--google DIR --gemini-cli CLI]`
-//! (default: free ports).
+//! Usage: `fake-models [--host ADDR] [--anthropic-port P] [--gemini-port Q] [--google DIR --gemini-cli CLI]`
+//! (default: 127.0.0.1, free ports). `--host` applies to the Anthropic and plain Gemini fakes.
 //!
 //! With `--google`, gemini's side is a fake Google instead (gemini on its Google login, as the
 //! hub runs it; needs root, see the library docs): its CA, hosts file, a logged-in gemini home
@@ -11,11 +11,13 @@
 
 use fake_models::{FakeServer, TokenState, Vendor};
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 #[tokio::main]
 async fn main() {
     let mut ports = (0u16, 0u16);
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let (mut google_dir, mut gemini_cli) = (None::<PathBuf>, None::<PathBuf>);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -26,13 +28,19 @@ async fn main() {
             })
         };
         match a.as_str() {
+            "--host" => {
+                host = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                    eprintln!("--host needs an IP address");
+                    std::process::exit(2)
+                })
+            }
             "--anthropic-port" => ports.0 = port(args.next()),
             "--gemini-port" => ports.1 = port(args.next()),
             "--google" => google_dir = args.next().map(PathBuf::from),
             "--gemini-cli" => gemini_cli = args.next().map(PathBuf::from),
             "-h" | "--help" => {
                 println!(
-                    "usage: fake-models [--anthropic-port P] [--gemini-port Q] [--google DIR --gemini-cli CLI]"
+                    "usage: fake-models [--host ADDR] [--anthropic-port P] [--gemini-port Q] [--google DIR --gemini-cli CLI]"
                 );
                 return;
             }
@@ -42,7 +50,7 @@ async fn main() {
             }
         }
     }
-    let a = FakeServer::start(Vendor::Anthropic, ports.0)
+    let a = FakeServer::start_on(Vendor::Anthropic, SocketAddr::new(host, ports.0))
         .await
         .expect("bind anthropic port");
     let (g, login) = match (google_dir, gemini_cli) {
@@ -60,7 +68,7 @@ async fn main() {
             (g, line)
         }
         (None, None) => {
-            let g = FakeServer::start(Vendor::Gemini, ports.1)
+            let g = FakeServer::start_on(Vendor::Gemini, SocketAddr::new(host, ports.1))
                 .await
                 .expect("bind gemini port");
             (g, String::new())
