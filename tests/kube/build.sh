@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds the control plane the Kubernetes tests run against, from the Go module proxy:
-#   target/kube/bin/kube-plane   etcd, kube-apiserver, kube-controller-manager and kubectl in one
-#                                binary (main.go), with symlinks under those names
+# Builds the Kubernetes the tests run against, from the Go module proxy:
+#   target/kube/bin/kube-plane   etcd, kube-apiserver, kube-controller-manager, kubectl,
+#                                kube-scheduler, kube-proxy and kubelet in one binary (main.go),
+#                                with symlinks under those names
 #   target/kube/bin/helm         helm v4 (go install of its released module)
+# and with `build.sh node`, what the real node (cluster.sh) needs beside them:
+#   target/kube/bin/coredns      CoreDNS with the plugins its Corefile uses (coredns/)
+#   target/kube/bin/traefik      the Ingress controller (traefik/)
 # The first build takes several minutes (about 8 on 2 cores, plus the module download); Go's module
 # and build caches make the next ones take seconds. Prints the bin directory on stdout.
 set -euo pipefail
@@ -34,7 +38,7 @@ if [ -e "$BIN/kube-plane" ] && ! go version "$BIN/kube-plane" 2>&1 | grep -q ": 
 fi
 log "kube-plane $kver (go install; cached after the first build)"
 (cd "$HERE" && GOBIN="$BIN" GOFLAGS=-mod=readonly nice -n 10 go install -trimpath -ldflags="$ldflags" .)
-for name in etcd kube-apiserver kube-controller-manager kubectl; do
+for name in etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kube-proxy kubelet; do
   ln -sf kube-plane "$BIN/$name"
 done
 
@@ -42,5 +46,12 @@ if [ "$("$BIN/helm" version --template '{{.Version}}' 2>/dev/null)" != "$HELM_VE
   log "helm $HELM_VERSION (go install)"
   GOBIN="$BIN" nice -n 10 go install -trimpath \
     -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+fi
+if [ "${1:-}" = node ]; then
+  # Each is its own module (its own dependency versions); `go build` relinks only when needed.
+  log "coredns (go build of tests/kube/coredns; cached after the first build)"
+  (cd "$HERE/coredns" && GOFLAGS=-mod=readonly nice -n 10 go build -trimpath -ldflags="-s -w" -o "$BIN/coredns" .)
+  log "traefik (go build of the tool in tests/kube/traefik; cached after the first build)"
+  (cd "$HERE/traefik" && GOFLAGS=-mod=readonly nice -n 10 go build -trimpath -ldflags="-s -w" -o "$BIN/traefik" github.com/traefik/traefik/v3/cmd/traefik)
 fi
 echo "$BIN"

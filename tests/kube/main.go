@@ -6,11 +6,17 @@
 //	kube-plane kube-apiserver [flags]
 //	kube-plane kube-controller-manager [flags]
 //	kube-plane kubectl [args]
+//	kube-plane kube-scheduler [flags]
+//	kube-plane kube-proxy [flags]
+//	kube-plane kubelet [flags]
+//
+// The last three run pods on a real node (cluster.sh); the control-plane tests use the first four.
 //
 // Each part runs the upstream command unchanged, built from the released Go modules (go.mod).
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,15 +32,18 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
-var parts = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl"}
+var parts = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "kube-scheduler", "kube-proxy", "kubelet"}
 
 func main() {
 	name := filepath.Base(os.Args[0])
 	if !known(name) {
 		if len(os.Args) < 2 || !known(os.Args[1]) {
-			fmt.Fprintf(os.Stderr, "usage: %s {etcd|kube-apiserver|kube-controller-manager|kubectl} [args]\n", name)
+			fmt.Fprintf(os.Stderr, "usage: %s {etcd|kube-apiserver|kube-controller-manager|kubectl|kube-scheduler|kube-proxy|kubelet} [args]\n", name)
 			os.Exit(2)
 		}
 		name = os.Args[1]
@@ -48,6 +57,12 @@ func main() {
 		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
 	case "kube-controller-manager":
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kube-proxy":
+		os.Exit(cli.Run(proxy.NewProxyCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	case "kubectl":
 		logs.GlogSetter(kubectl.GetLogVerbosity(os.Args)) // nolint:errcheck
 		if err := cli.RunNoErrOutput(kubectl.NewDefaultKubectlCommand()); err != nil {

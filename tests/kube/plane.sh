@@ -7,6 +7,11 @@
 #                                   prints `export KUBECONFIG=DIR/admin.kubeconfig`
 #   tests/kube/plane.sh down DIR    stop it and remove DIR
 #
+# For a real node (cluster.sh), PLANE_ADDRESS=<the node's bridge address> makes the API server
+# bind and advertise that address (pods reach it as the `kubernetes` Service), with the default
+# endpoint reconciler, every controller, and the certificates and kubeconfigs of the node's parts
+# (kubelet, kube-scheduler, kube-proxy, and the API server's client certificate for the kubelet).
+#
 # The binaries come from tests/kube/build.sh (LLM_MCP_HUB_KUBE_BIN, default target/kube/bin).
 # Everything listens on free loopback ports; DIR holds the CA, the serving and client
 # certificates, the ServiceAccount signing key, etcd's data, the logs and the process ids.
@@ -40,7 +45,7 @@ kind: Config
 clusters:
 - name: plane
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$ADDR:$API_PORT
     certificate-authority: $D/ca.crt
 users:
 - name: $2
@@ -90,6 +95,8 @@ up() {
   done
   command -v openssl >/dev/null || die "openssl is needed"
   local t0=$SECONDS
+  ADDR="${PLANE_ADDRESS:-127.0.0.1}"
+  local node=""; [ "$ADDR" = 127.0.0.1 ] || node=1
 
   # Certificates: a CA, the API server's serving certificate, an admin (system:masters) and the
   # controller-manager's client certificates, and the ServiceAccount token signing key.
@@ -97,16 +104,34 @@ up() {
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
     -out "$D/ca.crt" 2>/dev/null
   cert apiserver "/CN=kube-apiserver" "$(printf '%s\n' \
-    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" \
+    "subjectAltName=IP:127.0.0.1,IP:$ADDR,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
     "extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment")"
   cert admin "/O=system:masters/CN=kube-plane-admin" "extendedKeyUsage=clientAuth"
   cert controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
+  if [ -n "$node" ]; then
+    cert kubelet "/O=system:nodes/CN=system:node:${PLANE_NODE_NAME:-llm-mcp-hub-node}" "extendedKeyUsage=clientAuth"
+    cert kubelet-serving "/CN=${PLANE_NODE_NAME:-llm-mcp-hub-node}" "$(printf '%s\n' \
+      "subjectAltName=IP:$ADDR,DNS:${PLANE_NODE_NAME:-llm-mcp-hub-node}" "extendedKeyUsage=serverAuth" \
+      "keyUsage=critical,digitalSignature,keyEncipherment")"
+    cert scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+    cert kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
+    # The API server's identity towards the kubelet (logs, exec): bound to system:kubelet-api-admin below.
+    cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth"
+  fi
   openssl genrsa -out "$D/sa.key" 2048 2>/dev/null
   openssl rsa -in "$D/sa.key" -pubout -out "$D/sa.pub" 2>/dev/null
 
   local etcd_port peer_port
-  etcd_port="$(free_port)"; peer_port="$(free_port)"; API_PORT="$(free_port)"
+  etcd_port="$(free_port)"; peer_port="$(free_port)"; API_PORT="${PLANE_API_PORT:-$(free_port)}"
   local kcm_port; kcm_port="$(free_port)"
+  local node_args=(--endpoint-reconciler-type none)
+  local controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller
+  if [ -n "$node" ]; then
+    node_args=(--kubelet-client-certificate "$D/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$D/apiserver-kubelet-client.key" --kubelet-certificate-authority "$D/ca.crt"
+      --kubelet-preferred-address-types InternalIP --allow-privileged=false)
+    controllers='*'
+  fi
 
   start etcd --name plane --data-dir "$D/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -117,7 +142,7 @@ up() {
 
   start kube-apiserver \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --bind-address "$ADDR" --advertise-address "$ADDR" --secure-port "$API_PORT" \
     --tls-cert-file "$D/apiserver.crt" --tls-private-key-file "$D/apiserver.key" \
     --client-ca-file "$D/ca.crt" \
     --authorization-mode Node,RBAC \
@@ -125,10 +150,13 @@ up() {
     --service-account-key-file "$D/sa.pub" --service-account-signing-key-file "$D/sa.key" \
     --api-audiences https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --endpoint-reconciler-type none \
+    "${node_args[@]}" \
     --cert-dir "$D/apiserver-certs"
   kubeconfig "$D/admin.kubeconfig" admin
   kubeconfig "$D/controller-manager.kubeconfig" controller-manager
+  if [ -n "$node" ]; then
+    for part in kubelet scheduler kube-proxy; do kubeconfig "$D/$part.kubeconfig" "$part"; done
+  fi
   wait_for "kube-apiserver /readyz" 90 "$BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" get --raw /readyz
 
   start kube-controller-manager \
@@ -139,13 +167,18 @@ up() {
     --leader-elect=false \
     --use-service-account-credentials \
     --service-account-private-key-file "$D/sa.key" --root-ca-file "$D/ca.crt" \
-    --controllers garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller
+    --cluster-signing-cert-file "$D/ca.crt" --cluster-signing-key-file "$D/ca.key" \
+    --controllers "$controllers"
   wait_for "kube-controller-manager /healthz" 60 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
   # The controller-manager is ready once it has made the default namespace's ServiceAccount.
   wait_for "ServiceAccount default/default" 60 "$BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" -n default get serviceaccount default
 
-  log "control plane up in $((SECONDS - t0))s (API server https://127.0.0.1:$API_PORT, state in $D)"
-  echo "export KUBECONFIG=$D/admin.kubeconfig"
+  if [ -n "$node" ]; then
+    "$BIN/kubectl" --kubeconfig "$D/admin.kubeconfig" create clusterrolebinding kube-apiserver-kubelet-client \
+      --clusterrole system:kubelet-api-admin --user kube-apiserver-kubelet-client >/dev/null
+  fi
+  log "control plane up in $((SECONDS - t0))s (API server https://$ADDR:$API_PORT, state in $D)"
+  echo "export KUBECONFIG=$D/admin.kubeconfig KUBE_PLANE_API_PORT=$API_PORT"
 }
 
 stop_processes() {
