@@ -926,3 +926,113 @@ async fn leader_renews_its_own_lease() {
         "a renewal is not a transition"
     );
 }
+
+/// Ready worker Deployments of both accounts of `claude_provider()`.
+fn ready_claude_deployments() -> Vec<k8s_openapi::api::apps::v1::Deployment> {
+    ["alice", "bob"]
+        .iter()
+        .map(|a| {
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("claude-{a}"), "generation": 1,
+                             "labels": {"llm-mcp-hub.dev/account": a}},
+                "status": ready_deployment(2)
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn worker_answer(
+    account: &str,
+    health: &str,
+    until: Option<i64>,
+) -> Option<llm_mcp_hub_operator::workers::WorkerAnswer> {
+    Some(llm_mcp_hub_operator::workers::WorkerAnswer {
+        account: Some(account.to_owned()),
+        health: health.to_owned(),
+        limited_until: until,
+    })
+}
+
+fn ready_of(status: &llm_mcp_hub_crds::LLMProviderStatus) -> (String, String) {
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn a_provider_is_ready_only_once_a_worker_says_its_cli_is_logged_in() {
+    let p = claude_provider();
+    let now = k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap();
+    let ds = ready_claude_deployments();
+    let (base, _) = provider::status_from(&p, &ds, now);
+    assert_eq!(ready_of(&base).0, "True");
+
+    let mut s = base.clone();
+    assert!(
+        provider::apply_observation(&p, &mut s, &[None, None], now),
+        "waits for answers"
+    );
+    assert_eq!(ready_of(&s), ("False".into(), "WorkersNotAnswering".into()));
+
+    let mut s = base.clone();
+    let answers = [
+        worker_answer("alice", "not_logged_in", None),
+        worker_answer("bob", "not_logged_in", None),
+    ];
+    assert!(!provider::apply_observation(&p, &mut s, &answers, now));
+    assert_eq!(ready_of(&s), ("False".into(), "NotLoggedIn".into()));
+
+    let mut s = base.clone();
+    let answers = [
+        worker_answer("alice", "not_logged_in", None),
+        worker_answer("bob", "ready", None),
+        None,
+    ];
+    provider::apply_observation(&p, &mut s, &answers, now);
+    assert_eq!(ready_of(&s), ("True".into(), "WorkersReady".into()));
+}
+
+#[test]
+fn the_status_names_each_usage_limited_account_and_the_provider_only_when_all_are() {
+    let p = claude_provider();
+    let now = k8s_openapi::jiff::Timestamp::from_second(1_000_000).unwrap();
+    let (base, _) = provider::status_from(&p, &ready_claude_deployments(), now);
+    let until = |s: &llm_mcp_hub_crds::LLMProviderStatus, name: &str| {
+        s.accounts
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap()
+            .usage_limited_until
+            .as_ref()
+            .map(|t| t.0.as_second())
+    };
+
+    let mut s = base.clone();
+    let answers = [
+        worker_answer("alice", "ready", None),
+        worker_answer("bob", "usage_limited", Some(1_000_900)),
+    ];
+    provider::apply_observation(&p, &mut s, &answers, now);
+    assert_eq!(
+        (until(&s, "alice"), until(&s, "bob")),
+        (None, Some(1_000_900))
+    );
+    assert!(s.usage_limited_until.is_none(), "alice still serves");
+    assert_eq!(ready_of(&s).0, "True");
+
+    let answers = [
+        worker_answer("alice", "usage_limited", Some(1_000_300)),
+        worker_answer("bob", "usage_limited", Some(1_000_900)),
+    ];
+    provider::apply_observation(&p, &mut s, &answers, now);
+    assert_eq!(
+        s.usage_limited_until.as_ref().map(|t| t.0.as_second()),
+        Some(1_000_300),
+        "the earliest reset"
+    );
+    assert_eq!(ready_of(&s).0, "True", "a limited account is logged in");
+}
