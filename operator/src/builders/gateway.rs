@@ -9,10 +9,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction, KeyToPath,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    ClientIPConfig, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, ExecAction,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
     ProjectedVolumeSource, Secret, SecretProjection, SecretVolumeSource, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    ServicePort, ServiceSpec, SessionAffinityConfig, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -215,9 +216,30 @@ fn gateway_selector(g: &HubGateway, component: &str) -> BTreeMap<String, String>
     ])
 }
 
-/// Streaming-friendly Ingress annotations (ingress-nginx); the spec's own annotations win.
+/// MCP sessions (`Mcp-Session-Id`, SSE's `sessionId`) live in the router that opened them, so
+/// a client must keep reaching that router: a cookie at the Ingress (ingress-nginx's and
+/// Traefik's, for clients that keep cookies, as the MCP SDKs' HTTP clients do), and the
+/// client's address at the Service (in-cluster clients). The cookie's name.
+pub const STICKY_COOKIE: &str = "llm-mcp-hub-router";
+/// How long the Service keeps a client on its router after its last packet.
+pub const STICKY_SECS: i32 = 3600;
+
+/// Streaming-friendly, router-sticky Ingress annotations (ingress-nginx); the spec's own
+/// annotations win.
 pub fn ingress_annotations(user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut a = BTreeMap::from([
+        (
+            "nginx.ingress.kubernetes.io/affinity".to_owned(),
+            "cookie".to_owned(),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/affinity-mode".to_owned(),
+            "persistent".to_owned(),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/session-cookie-name".to_owned(),
+            STICKY_COOKIE.to_owned(),
+        ),
         (
             "nginx.ingress.kubernetes.io/proxy-buffering".to_owned(),
             "off".to_owned(),
@@ -431,15 +453,31 @@ pub fn build(g: &HubGateway, cfg: &BuildConfig, inputs: &GatewayInputs) -> Gatew
     };
 
     let mut svc_meta = meta(g, &rname, router_labels.clone());
-    if !spec.service.annotations.is_empty() {
-        svc_meta.annotations = Some(spec.service.annotations.clone());
-    }
+    // Traefik reads its sticky cookie from the Service (see STICKY_COOKIE).
+    let mut svc_annotations = BTreeMap::from([
+        (
+            "traefik.ingress.kubernetes.io/service.sticky.cookie".to_owned(),
+            "true".to_owned(),
+        ),
+        (
+            "traefik.ingress.kubernetes.io/service.sticky.cookie.name".to_owned(),
+            STICKY_COOKIE.to_owned(),
+        ),
+    ]);
+    svc_annotations.extend(spec.service.annotations.clone());
+    svc_meta.annotations = Some(svc_annotations);
     let service = Service {
         metadata: svc_meta,
         spec: Some(ServiceSpec {
             type_: Some(spec.service.type_.as_str().to_owned()),
             selector: Some(gateway_selector(g, labels::COMPONENT_ROUTER)),
             ports: Some(vec![http_service_port(spec.service.port)]),
+            session_affinity: Some("ClientIP".to_owned()),
+            session_affinity_config: Some(SessionAffinityConfig {
+                client_ip: Some(ClientIPConfig {
+                    timeout_seconds: Some(STICKY_SECS),
+                }),
+            }),
             ..ServiceSpec::default()
         }),
         ..Service::default()
