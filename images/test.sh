@@ -17,71 +17,18 @@
 # Needs root, apt, the debug binaries (cargo build --workspace --bins) and tests/cli (npm ci).
 # Everything lives under target/images-test; a second run reuses the bases and the build caches.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 cd "$ROOT"
-WORK="$ROOT/target/images-test"
 log() { printf '== images/test: %s\n' "$*" >&2; }
 fail() { printf 'images/test: FAILED: %s\n' "$*" >&2; exit 1; }
-mkdir -p "$WORK"
-
-need=()
-for tool in buildah podman runc debootstrap; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
-# Private container storage and configuration: nothing of the machine's is read or changed.
-cat >"$WORK/registries.conf" <<'EOF'
-unqualified-search-registries = []
-EOF
-export CONTAINERS_REGISTRIES_CONF="$WORK/registries.conf"
-STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver overlay)
-# This sandbox may not raise resource limits, and podman's defaults exceed its hard limits.
-LIMITS=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=4096:4096")
-
-CA_BUNDLE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
 RUST_SYSROOT="$(rustc --print sysroot)"
 RUST_VERSION="$(rustc --version | cut -d' ' -f2)"
-BASE=localhost/llm-mcp-hub-test
 
-have_image() { buildah "${STORE[@]}" inspect --type image "$1" >/dev/null 2>&1; }
-
-# A minimal Debian `suite` with `packages` (installed by apt inside it) in $WORK/rootfs-<name>.
-rootfs() {
-  local name=$1 suite=$2 packages=$3 dir="$WORK/rootfs-$1"
-  [ -f "$dir/.done" ] && return 0
-  log "debootstrap $suite ($name), then apt-get install $packages"
-  rm -rf "$dir"
-  debootstrap --variant=minbase "$suite" "$dir" http://deb.debian.org/debian >"$WORK/debootstrap-$name.log" 2>&1 \
-    || fail "debootstrap $suite (see $WORK/debootstrap-$name.log)"
-  mount -t proc proc "$dir/proc"
-  chroot "$dir" /bin/sh -c "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
-    apt-get install -y -qq --no-install-recommends $packages && apt-get clean" >>"$WORK/debootstrap-$name.log" 2>&1 \
-    || { umount "$dir/proc"; fail "apt-get install in $suite (see $WORK/debootstrap-$name.log)"; }
-  umount "$dir/proc"
-  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin
-  touch "$dir/.done"
-}
-
-# Commits `rootfs` (plus this machine's CA bundle) as image `ref`, with `env` settings.
-commit_base() {
-  local ref=$1 dir=$2; shift 2
-  have_image "$ref" && return 0
-  log "base image $ref"
-  local ctr
-  ctr="$(buildah "${STORE[@]}" from scratch)"
-  buildah "${STORE[@]}" copy --quiet "$ctr" "$dir" / >/dev/null
-  buildah "${STORE[@]}" copy --quiet "$ctr" "$CA_BUNDLE" /etc/ssl/certs/ca-certificates.crt >/dev/null
-  buildah "${STORE[@]}" config --os linux --arch amd64 --cmd /bin/sh "$@" "$ctr"
-  buildah "${STORE[@]}" commit --quiet "$ctr" "$ref" >/dev/null
-  buildah "${STORE[@]}" rm "$ctr" >/dev/null
-}
-
-rootfs bookworm bookworm "ca-certificates gcc libc6-dev make perl pkg-config"
-rootfs trixie trixie "ca-certificates nodejs npm"
-rootfs runtime bookworm "ca-certificates"
+rootfs bookworm bookworm "ca-certificates gcc libc6-dev make perl pkg-config" || fail "the bookworm build base"
+rootfs trixie trixie "ca-certificates nodejs npm" || fail "the trixie base"
+rootfs runtime bookworm "ca-certificates" || fail "the runtime base"
 
 # The build stages' Rust: this machine's toolchain, where the official image keeps it.
 if [ ! -f "$WORK/rootfs-bookworm/usr/local/rust/.version" ] \

@@ -274,6 +274,8 @@ up() {
   : >"$D/node-pids"
   for s in "${SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done >"$D/sysctls"
   for dir in "${LEFTOVER_DIRS[@]}"; do [ -e "$dir" ] && echo "$dir"; done >"$D/preexisting" || true
+  # The kubelet's iptables (nft backend) makes tables of its own; `down` removes the new ones.
+  nft list tables >"$D/nft-tables" 2>/dev/null || true
   trap '[ $? -eq 0 ] || { log "start failed; stopping what started"; down "$D" keep-logs || true; }' EXIT
   local t0=$SECONDS
 
@@ -340,6 +342,11 @@ down() {
   [ -f "$D/plane/pids" ] && "$HERE/plane.sh" down "$D/plane" >/dev/null 2>&1 || true
   [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+  if [ -f "$D/nft-tables" ]; then
+    nft list tables 2>/dev/null | while read -r _ family name; do
+      grep -qxF "table $family $name" "$D/nft-tables" || nft delete table "$family" "$name" 2>/dev/null || true
+    done
+  fi
   local chain
   for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT KUBE-PROXY-CANARY; do
     for table in filter nat mangle; do

@@ -68,7 +68,7 @@ openai_pin="$(grep -E '^openai==' "$ROOT/tests/python/requirements.txt")"
 rootfs client bookworm "python3 ca-certificates"
 if [ ! -f "$WORK/rootfs-client/.sdk" ] || [ "$(cat "$WORK/rootfs-client/.sdk")" != "$openai_pin" ]; then
   log "client: pip install $openai_pin"
-  python3 -m pip install --quiet --disable-pip-version-check --no-compile --upgrade \
+  python3 -m pip install --quiet --disable-pip-version-check --no-compile --upgrade --no-warn-conflicts --root-user-action=ignore \
     --target "$WORK/rootfs-client/usr/lib/python3/dist-packages" "$openai_pin"
   echo "$openai_pin" >"$WORK/rootfs-client/.sdk"
   buildah "${STORE[@]}" rmi "$BASE/client:1" >/dev/null 2>&1 || true

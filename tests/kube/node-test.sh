@@ -164,6 +164,9 @@ spec:
 EOF
 kubectl -n "$NS" wait --for=condition=Ready llmprovider/claude hubgateway/hub --timeout=300s >/dev/null
 ok "LLMProvider and HubGateway Ready ($((SECONDS - t0))s after kubectl apply)"
+# Ready comes with the first logged-in worker (PartiallyReady); the checks below want both.
+kubectl -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=2 llmprovider/claude --timeout=300s >/dev/null
+kubectl -n "$NS" wait --for=jsonpath='{.status.readyReplicas}'=2 hubgateway/hub --timeout=300s >/dev/null
 
 # --- kubectl get, as the docs show it -----------------------------------------------------------
 get="$(kubectl -n "$NS" get llmp,hgw)"
