@@ -92,13 +92,14 @@ impl Observation {
         for acc in accounts.iter_mut() {
             if let Some(until) = self.limited_until.get(&acc.name) {
                 acc.usage_limited_until = Timestamp::from_second(*until).ok().map(Time);
-            } else if answered_accounts.contains(&acc.name) {
-                acc.usage_limited_until = None;
-            } else if acc
+                continue;
+            }
+            let answered = answered_accounts.contains(&acc.name);
+            let past = acc
                 .usage_limited_until
                 .as_ref()
-                .is_some_and(|t| t.0.as_second() <= now)
-            {
+                .is_some_and(|t| t.0.as_second() <= now);
+            if answered || past {
                 acc.usage_limited_until = None;
             }
         }
