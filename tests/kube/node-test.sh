@@ -279,7 +279,6 @@ in_cluster stream "$SVC_URL" "$KEY" >"$STATE/stream.out" 2>&1 &
 stream_pid=$!
 wait_until "the long stream to start" 60 grep -q '^streaming$' "$STATE/stream.out"
 victim="$(account_of_token "$(fake_tokens | tail -n 1)")"
-other=$([ "$victim" = a ] && echo b || echo a)
 victim_pod="$(kubectl -n "$NS" get pods -l "llm-mcp-hub.dev/account=$victim" -o jsonpath='{.items[0].metadata.name}')"
 t_kill="$(date +%s.%N)"
 kubectl -n "$NS" delete pod "$victim_pod" --grace-period=0 --force >/dev/null 2>&1
@@ -293,10 +292,11 @@ assert r["words"] < 600, r
 assert r["error_at"] - t_kill < 10, ("the error came", r["error_at"] - t_kill, "s after the kill")
 print(f'error after {r["error_at"] - t_kill:.1f}s: {r["error"]}')
 EOF
+# The next requests are answered at once (the SDK does not retry): by the other account, or by
+# the victim's replacement if it is Ready already (here it takes seconds).
 fake requests -X DELETE >/dev/null
-out="$(in_cluster chat "$SVC_URL" "$KEY")" || fail "the request after the kill: $out"
-[ "$(fake_tokens | sort -u | while read -r t; do account_of_token "$t"; done | tr '\n' ' ')" = "$other " ] \
-  || fail "the requests after the kill went to account(s) $(fake_tokens | while read -r t; do account_of_token "$t"; done | sort -u | tr '\n' ' ')"
+out="$(in_cluster chat "$SVC_URL" "$KEY")" || fail "the requests after the kill: $out"
+after_kill="$(fake_tokens | while read -r t; do account_of_token "$t"; done | sort -u | tr '\n' ' ')"
 kubectl -n "$NS" rollout status "deployment/claude-$victim" --timeout=180s >/dev/null
 new_pod="$(kubectl -n "$NS" get pods -l "llm-mcp-hub.dev/account=$victim" --field-selector=status.phase=Running -o jsonpath='{.items[0].metadata.name}')"
 [ -n "$new_pod" ] && [ "$new_pod" != "$victim_pod" ] || fail "no new pod for account $victim"
@@ -306,7 +306,7 @@ served_by_victim() {
   fake_tokens | grep -qxF "$([ "$victim" = a ] && echo "$TOKEN_A" || echo "$TOKEN_B")"
 }
 wait_until "the new pod $new_pod of account $victim to get traffic" 120 served_by_victim
-ok "a worker pod deleted mid-stream: the client got an error at once, the next request went to account $other, the new pod $new_pod gets traffic"
+ok "a worker pod deleted mid-stream: the client got an error at once, the next requests were answered (by account(s) $after_kill), the new pod $new_pod gets traffic"
 
 # --- A rollout under traffic: nothing fails ------------------------------------------------------
 old_pods="$(kubectl -n "$NS" get pods -l app.kubernetes.io/component=worker -o jsonpath='{.items[*].metadata.name}')"
