@@ -15,8 +15,8 @@
 # fake model servers) on the host. `up` first cleans up after a run that was killed before its
 # `down` (the last state dir is recorded in /run/llm-mcp-hub-kube-node). Needs root, the binaries
 # of `build.sh node`, and containerd, runc, containernetworking-plugins, nftables, iptables and
-# conntrack (Debian packages, installed when missing). The walls this gets past are in
-# docs/kubernetes-tests.md.
+# conntrack (Debian packages, installed when missing). What it runs and checks: docs/kubernetes.md
+# ("On a real node").
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
