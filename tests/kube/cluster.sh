@@ -38,31 +38,11 @@ LEFTOVER_DIRS=(/run/containerd /var/lib/cni /var/log/containers /var/log/pods /v
 log() { printf '== cluster: %s\n' "$*" >&2; }
 die() { printf 'cluster.sh: %s\n' "$*" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-start() { # name, command...: in the background, output in DIR/NAME.log, pid in DIR/node-pids
-  local name="$1"; shift
-  "$@" >"$D/$name.log" 2>&1 &
-  echo "$! $name" >>"$D/node-pids"
-}
-
-wait_for() { # what, seconds, command...
-  local what="$1" secs="$2"; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out after ${secs}s waiting for $what; logs:"
-      for f in "$D"/*.log "$D"/plane/*.log; do [ -f "$f" ] && { printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; }; done
-      return 1
-    fi
-    while read -r pid name; do
-      kill -0 "$pid" 2>/dev/null || { log "$name exited; its log:"; tail -n 40 "$D/$name.log" >&2; return 1; }
-    done <"$D/node-pids"
-    sleep 0.5
-  done
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+# The node's parts, run in the background: output in DIR/NAME.log, pids in DIR/node-pids.
+start() { start_part "$D/node-pids" "$@"; } # name, command...
+wait_for() { wait_part "$D/node-pids" "$@"; } # what, seconds, command...
 
 ensure_packages() {
   local need=()

@@ -24,9 +24,8 @@ BIN="${LLM_MCP_HUB_KUBE_BIN:-$ROOT/target/kube/bin}"
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'plane.sh: %s\n' "$*" >&2; exit 1; }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 # openssl: a key and a certificate signed by the CA. $1 name, $2 subject, $3 extensions.
 cert() {
@@ -59,29 +58,9 @@ current-context: plane
 EOF
 }
 
-# Runs a part of the plane in the background, its output in DIR/NAME.log, its pid in DIR/pids.
-start() {
-  local name="$1"; shift
-  "$BIN/$name" "$@" >"$D/$name.log" 2>&1 &
-  echo "$! $name" >>"$D/pids"
-}
-
-wait_for() { # $1 what, $2 seconds, $3.. command
-  local what="$1" secs="$2"; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "timed out after ${secs}s waiting for $what; logs:"
-      for f in "$D"/*.log; do printf -- '--- %s (last 30 lines)\n' "$f" >&2; tail -n 30 "$f" >&2; done
-      return 1
-    fi
-    # A part that died will not come up.
-    while read -r pid name; do
-      kill -0 "$pid" 2>/dev/null || { log "$name exited; its log:"; tail -n 40 "$D/$name.log" >&2; return 1; }
-    done <"$D/pids"
-    sleep 0.5
-  done
-}
+# A part of the plane, run in the background: its output in DIR/NAME.log, its pid in DIR/pids.
+start() { local name="$1"; shift; start_part "$D/pids" "$name" "$BIN/$name" "$@"; }
+wait_for() { wait_part "$D/pids" "$@"; } # what, seconds, command...
 
 up() {
   D="${1:-$(mktemp -d "${TMPDIR:-/tmp}/kube-plane.XXXXXX")}"
