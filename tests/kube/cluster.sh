@@ -287,12 +287,6 @@ import() {
   done
 }
 
-kill_pid() { # pid: TERM, then KILL after 5 s
-  kill -TERM "$1" 2>/dev/null || return 0
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
-
 # Every process left in the pods' cgroups (containers whose sandbox outlived the kubelet).
 kill_pod_processes() {
   local procs
@@ -306,15 +300,11 @@ down() {
   local keep="${2:-}"
   export PATH="$BIN:$PATH"
   # Pods first, through the kubelet, so CNI DEL removes their network namespaces and addresses.
-  if [ -f "$D/plane/admin.kubeconfig" ] && [ -f "$D/node-pids" ] && grep -q ' kubelet$' "$D/node-pids"; then
+  if [ -f "$D/plane/admin.kubeconfig" ] && [ -f "$D/node-pids" ] && grep -q ' kubelet ' "$D/node-pids"; then
     KUBECONFIG="$D/plane/admin.kubeconfig" timeout 60 kubectl delete pods --all --all-namespaces \
       --grace-period=1 --wait=true --timeout=50s >/dev/null 2>&1 || log "not every pod was deleted in time"
   fi
-  if [ -f "$D/node-pids" ]; then
-    local pids=()
-    while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$D/node-pids"
-    for pid in "${pids[@]}"; do kill_pid "$pid"; done
-  fi
+  if [ -f "$D/node-pids" ]; then stop_parts "$D/node-pids"; fi
   # containerd's shims outlive it; they are the ones started on this run's socket.
   local shim
   for shim in $(pgrep -f "containerd-shim.*-address $D/containerd/containerd.sock" || true); do kill -KILL "$shim" 2>/dev/null || true; done

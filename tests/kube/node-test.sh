@@ -84,7 +84,7 @@ eval "$(LLM_MCP_HUB_NODE_OPEN_PORTS="$FAKE_PORT" "$HERE/cluster.sh" up "$STATE/c
 "$FAKE" --host "$NODE_IP" --anthropic-port "$FAKE_PORT" >"$STATE/fake.out" 2>"$STATE/fake.err" &
 fake_pid=$!
 # Stopped with the node's own processes, also by the `up` after a run that was killed.
-echo "$fake_pid fake-models" >>"$STATE/cluster/node-pids"
+echo "$fake_pid fake-models $(awk '{ print $22 }' "/proc/$fake_pid/stat")" >>"$STATE/cluster/node-pids"
 "$HERE/cluster.sh" import "$STATE/cluster" "$TARGET/kube/node-images.tar"
 log "cluster up and images imported in $((SECONDS - t0))s"
 

@@ -160,16 +160,8 @@ up() {
   echo "export KUBECONFIG=$D/admin.kubeconfig KUBE_PLANE_API_PORT=$API_PORT"
 }
 
-stop_processes() {
-  local pids=()
-  # Stop in reverse order of start: controller-manager, API server, etcd.
-  while read -r pid name; do pids=("$pid" "${pids[@]}"); done <"$D/pids"
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || continue
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
+# Controller-manager, API server, etcd: the reverse order of start.
+stop_processes() { stop_parts "$D/pids"; }
 
 down() {
   D="${1:?usage: plane.sh down DIR}"
