@@ -105,14 +105,14 @@ async def check(base_url, key, fake_url, transport, failures):
 # "Resume failed … Channel closed"); seen in about a third of the sessions through Traefik,
 # never in 14 straight to a router pod. Until that is fixed, a streamable-HTTP session that
 # hangs is tried again, at most ATTEMPTS times in all, and every hang is reported.
-ATTEMPTS = 3
+ATTEMPTS = 5
 
 
 async def main(base_url, key, fake_url):
     failures, seen, hangs = [], {}, []
     for transport in ["streamable-http", "sse"]:
         for attempt in range(1, ATTEMPTS + 1 if transport == "streamable-http" else 2):
-            with anyio.move_on_after(60) as scope:
+            with anyio.move_on_after(45) as scope:
                 seen[transport] = await check(base_url, key, fake_url, transport, failures)
                 seen[transport]["attempt"] = attempt
             if not scope.cancelled_caught:
