@@ -131,7 +131,9 @@ pub async fn run(
             providers_using_secret(&provider_store, &s)
         })
         // A worker that turns ready (or stops) changes what its workers answer: the provider's
-        // status is looked at again at once rather than at the next interval.
+        // status is looked at again at once rather than at the next interval. The probe reads
+        // the same slices from a store of its own (workers::watch_worker_slices): sharing one
+        // watch needs kube-runtime's unstable stream features, and the filtered set is small.
         .watches(
             api::<EndpointSlice>(&client, ns),
             Config::default().labels(&crate::workers::worker_slices_selector()),

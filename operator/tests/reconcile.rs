@@ -978,6 +978,15 @@ fn a_provider_is_ready_only_once_a_worker_says_its_cli_is_logged_in() {
     );
     assert_eq!(ready_of(&s), ("False".into(), "WorkersNotAnswering".into()));
 
+    // Held back on the next pass too: the condition keeps the time it became not ready, so the
+    // status does not change on every pass.
+    let mut held = p.clone();
+    held.status = Some(s.clone());
+    let later = k8s_openapi::jiff::Timestamp::from_second(1_000_030).unwrap();
+    let (mut again, _) = provider::status_from(&held, &ds, later);
+    provider::apply_observation(&held, &mut again, &[None, None], later);
+    assert_eq!(again.conditions, s.conditions, "no change on a second pass");
+
     let mut s = base.clone();
     let answers = [
         worker_answer("alice", "not_logged_in", None),

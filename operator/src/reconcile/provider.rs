@@ -202,6 +202,16 @@ pub fn apply_observation(
                 ),
             )
         };
+        // Ready is set against the object's own status, not the pods' verdict just computed:
+        // a provider held back on every pass keeps the time it became not ready.
+        let previous = p.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == condition::READY)
+                .cloned()
+        });
+        status.conditions.retain(|c| c.type_ != condition::READY);
+        status.conditions.extend(previous);
         conditions::set(
             &mut status.conditions,
             condition::READY,
